@@ -1,0 +1,65 @@
+"""Daemon settings: one frozen object built from flags, environment and defaults.
+
+Every knob the daemon has is a field here, so the server, the HTTP layer and the storage engine
+read the same values and tests can build a daemon with tight limits in one line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class FsyncPolicy:
+    """When appends reach the disk: ``always`` (default), ``interval:<ms>`` or ``never``."""
+
+    mode: str = "always"
+    interval_ms: int = 0
+
+    @classmethod
+    def parse(cls, text: str) -> FsyncPolicy:
+        text = text.strip().lower()
+        if text in ("always", "never"):
+            return cls(mode=text)
+        if text.startswith("interval:"):
+            raw = text.split(":", 1)[1].removesuffix("ms")
+            if raw.isdigit() and 0 < int(raw) <= 60_000:
+                return cls(mode="interval", interval_ms=int(raw))
+        raise ValueError(
+            f"invalid fsync policy {text!r}: use 'always', 'never' or 'interval:<ms>' "
+            "(1 to 60000 ms)"
+        )
+
+    def __str__(self) -> str:
+        return f"interval:{self.interval_ms}" if self.mode == "interval" else self.mode
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_body_bytes: int = 1 * MiB  # one append request (413 beyond)
+    max_message_bytes: int = 1 * MiB  # one message
+    max_header_line: int = 8190
+    max_headers: int = 128
+    max_live_readers: int = 1024
+    idle_keepalive_s: float = 75.0
+    read_chunk_bytes: int = 1 * MiB  # catch-up reads return at most this much per response
+    long_poll_timeout_s: float = 30.0
+    sse_max_age_s: float = 60.0
+    write_deadline_s: float = 10.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    socket_path: Path | None
+    listen: tuple[str, int] | None = None  # loopback TCP, opt-in
+    token: str | None = None  # bearer token required on TCP unless no_auth
+    no_auth: bool = False
+    fsync: FsyncPolicy = field(default_factory=FsyncPolicy)
+    segment_bytes: int = 64 * MiB
+    limits: Limits = field(default_factory=Limits)
+    log_file: Path | None = None  # None: log to stderr (--foreground)
+    pid_file: Path | None = None

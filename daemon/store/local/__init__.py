@@ -1,0 +1,1 @@
+"""The local-disk engine: segmented, checksummed, group-committed logs."""
