@@ -49,6 +49,8 @@ class Limits:
     long_poll_timeout_s: float = 30.0
     sse_max_age_s: float = 60.0
     write_deadline_s: float = 10.0
+    header_read_timeout_s: float = 10.0  # slowloris: a request head must arrive within this
+    shutdown_grace_s: float = 10.0  # SIGTERM: how long in-flight requests get to finish
 
 
 @dataclass(frozen=True)
@@ -63,3 +65,5 @@ class Settings:
     limits: Limits = field(default_factory=Limits)
     log_file: Path | None = None  # None: log to stderr (--foreground)
     pid_file: Path | None = None
+    store: str = "local"  # "memory" is for tests of non-storage behaviour only: not durable
+    token_file: Path | None = None  # where the TCP bearer token lives (0600); read at start

@@ -50,9 +50,12 @@ class ChannelConfig:
     retention: Retention = field(default_factory=Retention)
 
 
-@dataclass
+@dataclass(slots=True)
 class ProducerState:
-    """Highest accepted (epoch, seq) of one idempotent producer, and when it last wrote."""
+    """Highest accepted (epoch, seq) of one idempotent producer, and when it last wrote.
+
+    Slotted because a channel may track up to 100,000 producers (engines cap the table).
+    """
 
     epoch: int
     seq: int
@@ -72,7 +75,7 @@ class ChannelState:
     durable_closed: bool = False
     producers: dict[str, ProducerState] = field(default_factory=dict)
     last_stream_seq: str | None = None
-    size_bytes: int = 0  # payload bytes retained
+    size_bytes: int = 0  # bytes retained (memory: payload; local: segment files, framing included)
     last_write: float = 0.0
     last_access: float = 0.0
     deleted: bool = False  # soft-deleted: kept because forks still read from it
@@ -120,6 +123,20 @@ class ReadResult:
     messages: list[Message]
     next_seq: int  # where the next read continues
     up_to_date: bool  # True when next_seq reached the durable tail
+
+
+@dataclass(frozen=True)
+class RawReadResult:
+    """The same messages as ReadResult without per-message objects: the fast path for
+    catch-up reads. ``data`` is the concatenated payload of messages [start_seq, next_seq) and
+    ``lengths`` the size of each, in order, so ``len(lengths) == next_seq - start_seq`` and
+    ``sum(lengths) == len(data)``. Added for the HTTP layer: building a Message per message
+    costs more than the whole disk read of a 100-byte message."""
+
+    data: bytes
+    lengths: Sequence[int]
+    next_seq: int
+    up_to_date: bool
 
 
 class StoreError(Exception):
@@ -206,6 +223,13 @@ class ChannelStore(Protocol):
         """
         ...
 
+    async def read_raw(
+        self, name: str, start_seq: int, max_bytes: int, max_messages: int = 1 << 30
+    ) -> RawReadResult:
+        """Exactly what ``read`` would return, as one buffer plus message lengths (same caps,
+        same errors). Prefer it whenever per-message timestamps are not needed."""
+        ...
+
     async def wait(self, name: str, seq: int, timeout: float) -> bool:
         """Wait until durable data exists at or beyond ``seq`` or the channel is durably
         closed or deleted; False on timeout."""
@@ -221,7 +245,11 @@ class ChannelStore(Protocol):
         """Record how many live forks read this channel's history."""
 
     async def enforce_retention(self, now: float) -> None:
-        """Drop whole segments beyond each channel's retention limits."""
+        """Drop whole segments beyond each channel's retention limits (raising first_seq).
+
+        Engines that keep segments may retain more than a limit asks for: the local engine
+        drops a sealed segment only when what remains still meets every size/count limit, or
+        when its newest message is older than max_age; it never drops the active segment."""
 
 
 def batch_bytes(messages: Sequence[bytes]) -> int:

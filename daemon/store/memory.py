@@ -21,6 +21,7 @@ from .base import (
     Committed,
     Message,
     ProducerState,
+    RawReadResult,
     ReadResult,
 )
 
@@ -109,6 +110,14 @@ class MemoryStore:
             i += 1
         nxt = start_seq + len(out)
         return ReadResult(messages=out, next_seq=nxt, up_to_date=nxt >= st.durable_seq)
+
+    async def read_raw(
+        self, name: str, start_seq: int, max_bytes: int, max_messages: int = 1 << 30
+    ) -> RawReadResult:
+        got = await self.read(name, start_seq, max_bytes, max_messages)
+        data = b"".join(m.data for m in got.messages)
+        lengths = [len(m.data) for m in got.messages]
+        return RawReadResult(data, lengths, got.next_seq, got.up_to_date)
 
     async def wait(self, name: str, seq: int, timeout: float) -> bool:
         ch = self._need(name)

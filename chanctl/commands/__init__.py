@@ -1,0 +1,21 @@
+"""One module per CLI verb: parse the flags, make one ``Client`` call, render the result.
+
+``register(app)`` adds them all to the Typer app in ``chanctl.cli``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def register(app: Any) -> None:
+    """Add pub, tail, replay, ls, info, close and rm to ``app`` (a ``typer.Typer``)."""
+    from . import channels, pub, replay, tail
+
+    app.command("pub")(pub.pub)
+    app.command("tail")(tail.tail)
+    app.command("replay")(replay.replay)
+    app.command("ls")(channels.ls)
+    app.command("info")(channels.info)
+    app.command("close")(channels.close)
+    app.command("rm")(channels.rm)

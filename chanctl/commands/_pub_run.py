@@ -1,0 +1,112 @@
+"""`chanctl pub` without typer: the argument model, a fast argv parser, and the run itself.
+
+`pub` runs inside shell loops (`for f in *; do chanctl pub x "$f"; done`), so its start-up time
+is its speed. Typer alone takes longer to import than the 8x-`python -c pass` budget, so
+``chanctl.entry`` parses the common forms here and only falls back to the full Typer CLI for
+anything else (`--help`, unknown flags). Both paths end in the same ``run_pub``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+from .. import protocol as p
+from ..errors import ChanctlError, UsageError
+from ._common import Globals, make_client
+
+
+@dataclass
+class PubArgs:
+    name: str
+    messages: list[str] = field(default_factory=list)
+    type: str = p.TYPE_MESSAGE
+    json: bool = False
+    headers: list[str] = field(default_factory=list)
+    verbose: bool = False
+    quiet: bool = False
+    url: str | None = None
+
+
+def run_pub(args: PubArgs) -> None:
+    """Publish the arguments, or every stdin line, as messages; print the last offset with -v."""
+    headers = parse_headers(args.headers)
+    _check_name(args.name)
+    items: Iterable[str | bytes] = args.messages or stdin_lines()
+    if args.json:
+        items = list(_check_json(args.messages, "argument")) if args.messages else _check_json(
+            items, "line")
+    client = make_client(args.url, args.quiet)
+    result = client.publish_many(args.name, items, type=args.type, headers=headers)
+    if (args.verbose or Globals.verbose) and result.last_offset:
+        sys.stdout.write(result.last_offset + "\n")
+
+
+def _check_name(name: str) -> None:
+    """Refuse a bad name before reading stdin (exit 2, nothing consumed)."""
+    try:
+        p.validate_name(name)
+    except p.ChannelNameError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def parse_headers(pairs: list[str]) -> dict[str, str] | None:
+    headers: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"invalid header {pair!r}", hint="use -H KEY=VALUE")
+        headers[key.strip()] = value
+    return headers or None
+
+
+def stdin_lines() -> Iterator[bytes]:
+    """Every line of stdin without its newline; bytes, so invalid UTF-8 survives (base64)."""
+    for line in sys.stdin.buffer:
+        yield line[:-1] if line.endswith(b"\n") else line
+
+
+def _check_json(items: Iterable[str | bytes], what: str) -> Iterator[str | bytes]:
+    """--json: every message must be one JSON value; the first bad one stops the publish."""
+    for number, item in enumerate(items, 1):
+        try:
+            json.loads(item)
+        except ValueError as exc:
+            cls = UsageError if what == "argument" else ChanctlError
+            raise cls(f"{what} {number} is not valid JSON: {exc}",
+                      hint="drop --json to publish it as text") from None
+        yield item
+
+
+_FLAGS_WITH_VALUE = {"--type": "type", "-H": "headers", "--header": "headers", "--url": "url"}
+_SWITCHES = {"--json": "json", "-v": "verbose", "--verbose": "verbose", "-q": "quiet",
+             "--quiet": "quiet"}
+
+
+def parse_fast(argv: list[str]) -> PubArgs | None:
+    """``pub`` arguments in the forms people type, or None to let Typer handle the rest."""
+    values: dict[str, object] = {"headers": []}
+    positional: list[str] = []
+    it = iter(argv)
+    for arg in it:
+        if arg == "--":
+            positional += list(it)
+            break
+        flag, eq, inline = arg.partition("=")
+        if flag in _FLAGS_WITH_VALUE and (eq or arg == flag):
+            value = inline if eq else next(it, None)
+            if value is None:
+                return None
+            key = _FLAGS_WITH_VALUE[flag]
+            values[key] = [*values[key], value] if key == "headers" else value  # type: ignore[misc]
+        elif arg in _SWITCHES:
+            values[_SWITCHES[arg]] = True
+        elif arg.startswith("-") and arg != "-":
+            return None
+        else:
+            positional.append(arg)
+    if not positional:
+        return None
+    return PubArgs(name=positional[0], messages=positional[1:], **values)  # type: ignore[arg-type]

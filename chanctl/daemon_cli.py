@@ -1,0 +1,179 @@
+"""``chanctl daemon start|stop|status``: thin Typer commands over ``chanctl.daemonctl``.
+
+Kept apart from ``chanctl.cli`` (which mounts this group and converts errors) so the daemon
+commands can grow without crowding the channel verbs. Like the rest of the CLI, this module
+imports only typer and the standard library at module level: the daemon package is imported
+only by ``start`` (to validate flags and, with ``--foreground``, to run it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+daemon_app = typer.Typer(
+    help="Start, stop and inspect the chanctl daemon.",
+    no_args_is_help=True,
+    epilog="Examples: chanctl daemon start; chanctl daemon status --json; chanctl daemon stop",
+)
+
+SocketOpt = Annotated[
+    Path | None,
+    typer.Option("--socket", metavar="PATH", help="Daemon socket (env CHANCTL_SOCKET)."),
+]
+QuietOpt = Annotated[bool, typer.Option("-q", "--quiet", help="Print nothing on success.")]
+ForegroundOpt = Annotated[
+    bool, typer.Option("--foreground", help="Run in this terminal and log to stderr.")
+]
+ListenOpt = Annotated[
+    str | None,
+    typer.Option("--listen", metavar="HOST:PORT", help="Also serve TCP (loopback; bearer token)."),
+]
+NoAuthOpt = Annotated[
+    bool, typer.Option("--no-auth", help="No token on the TCP listener (loopback only).")
+]
+DataDirOpt = Annotated[
+    Path | None,
+    typer.Option("--data-dir", metavar="DIR", help="Channel data (env CHANCTL_DATA_DIR)."),
+]
+FsyncOpt = Annotated[
+    str | None,
+    typer.Option("--fsync", metavar="POLICY", help="always (default), interval:<ms>, never."),
+]
+LongPollOpt = Annotated[
+    float | None,
+    typer.Option("--long-poll-timeout", metavar="SECONDS", help="Default 30."),
+]
+# Tests of non-storage behaviour only: the memory store keeps nothing across restarts.
+StoreOpt = Annotated[str, typer.Option("--store", hidden=True)]
+WaitOpt = Annotated[
+    float, typer.Option("--wait", metavar="SECONDS", help="How long to wait until it answers.")
+]
+TimeoutOpt = Annotated[
+    float, typer.Option("--timeout", metavar="SECONDS", help="How long to wait for it to exit.")
+]
+
+
+def _socket(opt: Path | None) -> Path:
+    from . import paths
+
+    return paths.check_socket_path(opt.expanduser().absolute()) if opt else paths.socket_path()
+
+
+def _say(text: str, quiet: bool) -> None:
+    """A status line on stderr, unless -q was given here or globally (``chanctl -q ...``)."""
+    from .commands._common import Globals
+
+    if not (quiet or Globals.quiet):
+        sys.stderr.write(text + "\n")
+
+
+@daemon_app.command("start")
+def daemon_start(
+    foreground: ForegroundOpt = False,
+    listen: ListenOpt = None,
+    no_auth: NoAuthOpt = False,
+    data_dir: DataDirOpt = None,
+    fsync: FsyncOpt = None,
+    socket: SocketOpt = None,
+    long_poll_timeout: LongPollOpt = None,
+    store: StoreOpt = "local",
+    wait: WaitOpt = 15.0,
+    quiet: QuietOpt = False,
+) -> None:
+    """Start the daemon in the background (or --foreground).
+
+    Fails if a daemon already serves the socket; waits until the new one answers.
+    """
+    from . import daemonctl, paths
+    from .daemon.options import DaemonOptions, build_settings, to_argv
+
+    opts = DaemonOptions(
+        foreground=foreground,
+        listen=listen,
+        no_auth=no_auth,
+        data_dir=str(data_dir) if data_dir else None,
+        fsync=fsync,
+        socket=str(socket) if socket else None,
+        long_poll_timeout=long_poll_timeout,
+        store=store,
+    )
+    settings = build_settings(opts)  # validates every flag before anything is spawned
+    assert settings.socket_path is not None
+    if foreground:
+        from .daemon.server import run
+
+        raise typer.Exit(run(settings))
+    # Absolute paths: the daemon runs from / and must not depend on our cwd or environment.
+    spawn = dataclasses.replace(
+        opts, socket=str(settings.socket_path), data_dir=str(settings.data_dir)
+    )
+    st = daemonctl.start_detached(to_argv(spawn), settings.socket_path, paths.log_file(), wait)
+    _say(f"chanctl: started daemon (pid {st.pid}, socket {st.socket})", quiet)
+
+
+@daemon_app.command("stop")
+def daemon_stop(
+    socket: SocketOpt = None, timeout: TimeoutOpt = 15.0, quiet: QuietOpt = False
+) -> None:
+    """Stop the daemon and wait until pending appends are on disk."""
+    from . import daemonctl
+
+    sock = _socket(socket)
+    result = daemonctl.stop(sock, timeout)
+    if result.was_running:
+        _say(f"chanctl: stopped daemon (pid {result.pid})", quiet)
+    else:
+        _say(f"chanctl: no daemon was running on {sock}", quiet)
+
+
+@daemon_app.command("status")
+def daemon_status(
+    socket: SocketOpt = None,
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON document.")] = False,
+) -> None:
+    """Show the daemon's pid, socket and settings (exit 3: not running)."""
+    from . import daemonctl
+
+    st = daemonctl.status(_socket(socket))
+    if json_out:
+        import json
+
+        sys.stdout.write(json.dumps(st.to_dict(), indent=2, sort_keys=True) + "\n")
+        return
+    sys.stdout.write(render_status(st.to_dict()))
+
+
+def render_status(d: dict[str, Any]) -> str:
+    """The human form of ``daemon status``: a headline, then one aligned row per setting."""
+    tcp = "off"
+    if d.get("listen"):
+        tcp = f"{d['listen']} (auth: {d.get('auth') or 'token'})"
+    uptime = "?"
+    if isinstance(d.get("started_at"), int | float):
+        uptime = _duration(time.time() - float(d["started_at"]))
+    rows = [
+        ("socket", d.get("socket")),
+        ("data dir", d.get("data_dir")),
+        ("fsync", d.get("fsync")),
+        ("store", d.get("store")),
+        ("tcp", tcp),
+        ("log", d.get("log_file") or "stderr (foreground)"),
+        ("uptime", uptime),
+    ]
+    head = f"chanctl daemon is running (pid {d.get('pid')}, version {d.get('version')})\n"
+    return head + "".join(f"  {k:<9} {v if v is not None else '?'}\n" for k, v in rows)
+
+
+def _duration(seconds: float) -> str:
+    s = int(max(seconds, 0))
+    d, s = divmod(s, 86400)
+    h, s = divmod(s, 3600)
+    m, s = divmod(s, 60)
+    parts = [f"{d}d"] * bool(d) + [f"{h}h"] * bool(h) + [f"{m}m"] * bool(m) + [f"{s}s"]
+    return "".join(parts)

@@ -1,0 +1,1 @@
+complete --command chanctl --no-files --arguments "(env _CHANCTL_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=get-args _TYPER_COMPLETE_ARGS=(commandline -cp) chanctl)" --condition "env _CHANCTL_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=is-args _TYPER_COMPLETE_ARGS=(commandline -cp) chanctl"

@@ -1,0 +1,178 @@
+"""Connection-level hygiene that aiohttp does not offer: a request-head deadline and draining.
+
+aiohttp bounds header *sizes* but not how long a client may take to send them, so a slowloris
+client trickling one byte every few seconds could hold a connection (and an fd) for the whole
+75 s keep-alive window, forever if it keeps trickling. ``HeadDeadline`` wraps aiohttp's protocol
+object per connection and closes it when a request head is not complete within
+``Limits.header_read_timeout_s``. The request middleware tells it when a head has arrived (the
+middleware runs exactly when aiohttp finished parsing one) and when the response is done.
+
+``Lifecycle`` counts in-flight requests so SIGTERM can let appends finish before the store is
+stopped, and turns away requests that arrive on kept-alive connections while draining.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import Callable
+
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+
+from .security import error_response
+
+log = logging.getLogger(__name__)
+
+ProtocolFactory = Callable[[], asyncio.Protocol]
+
+
+class HeadDeadline(asyncio.Protocol):
+    """Forwards everything to aiohttp's handler; closes the transport if a head is too slow."""
+
+    def __init__(self, inner: asyncio.Protocol, timeout: float, tracker: Lifecycle) -> None:
+        self._inner = inner
+        self._timeout = timeout
+        self._tracker = tracker
+        self._transport: asyncio.BaseTransport | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._busy = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport
+        self._tracker.guards[self._inner] = self
+        self._inner.connection_made(transport)
+        self._arm()  # a client that connects and sends nothing gets the same deadline
+
+    def data_received(self, data: bytes) -> None:
+        if not self._busy and self._timer is None:
+            self._arm()
+        self._inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self._inner.eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        self._tracker.guards.pop(self._inner, None)
+        self._inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._inner.resume_writing()
+
+    def head_received(self) -> None:
+        self._busy = True
+        self._disarm()
+
+    def response_done(self) -> None:
+        self._busy = False
+
+    def _arm(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(self._timeout, self._expire)
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _expire(self) -> None:
+        self._timer = None
+        if self._busy or self._transport is None or self._transport.is_closing():
+            return
+        log.info("closed a connection: no complete request head within %.0fs", self._timeout)
+        self._transport.close()
+
+
+class GuardedSite(web.BaseSite):
+    """Serve the runner's app on an already-bound socket, each connection behind HeadDeadline.
+
+    Taking a pre-bound socket (rather than a path, as ``UnixSite`` does) is what lets the
+    server set the umask for ``bind`` and check the path beforehand.
+    """
+
+    __slots__ = ("_sock", "_name", "_tracker", "_timeout")
+
+    def __init__(
+        self, runner: web.BaseRunner, sock: socket.socket, tracker: Lifecycle, timeout: float
+    ) -> None:
+        super().__init__(runner)
+        self._sock = sock
+        self._tracker = tracker
+        self._timeout = timeout
+        if sock.family == socket.AF_UNIX:
+            self._name = f"unix:{sock.getsockname()}"
+        else:
+            host, port = sock.getsockname()[:2]
+            self._name = f"http://{host}:{port}" if ":" not in host else f"http://[{host}]:{port}"
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    async def start(self) -> None:
+        await super().start()
+        server = self._runner.server
+        assert server is not None, "runner.setup() must run first"
+        tracker, timeout = self._tracker, self._timeout
+
+        def factory() -> asyncio.Protocol:
+            return HeadDeadline(server(), timeout, tracker)
+
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(factory, sock=self._sock, backlog=self._backlog)
+
+
+class Lifecycle:
+    """In-flight request accounting plus the head-deadline hand-off, as one middleware."""
+
+    def __init__(self) -> None:
+        self.guards: dict[asyncio.Protocol, HeadDeadline] = {}
+        self.draining = False
+        self._inflight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def middleware(self) -> Middleware:
+        @web.middleware
+        async def lifecycle(request: web.Request, handler: Handler) -> web.StreamResponse:
+            guard = self.guards.get(request.protocol) if request.protocol else None
+            if guard is not None:
+                guard.head_received()
+            if self.draining:
+                return error_response(503, "daemon is shutting down", close=True)
+            # Live readers (long-poll, SSE) are not waited for: stopping the store ends them.
+            counted = "live" not in request.query
+            if counted:
+                self._enter()
+            try:
+                return await handler(request)
+            finally:
+                if counted:
+                    self._leave()
+                if guard is not None:
+                    guard.response_done()
+
+        return lifecycle
+
+    def _enter(self) -> None:
+        self._inflight += 1
+        self._idle.clear()
+
+    def _leave(self) -> None:
+        self._inflight -= 1
+        if self._inflight == 0:
+            self._idle.set()
+
+    async def drain(self, timeout: float) -> int:
+        """Refuse new requests, wait up to ``timeout`` for counted ones; return how many remain."""
+        self.draining = True
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except TimeoutError:
+            pass
+        return self._inflight

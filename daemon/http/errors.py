@@ -1,0 +1,61 @@
+"""The one place errors become HTTP responses.
+
+Every error, whether raised by the service, by a storage engine, by aiohttp itself (unknown route,
+wrong method) or by a middleware added later (authentication), leaves as the same JSON envelope
+``{"ok": false, "error": "<message>", "status": N}``, with the protocol headers the error carries.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from ..errors import StreamError, as_stream_error
+from ..store.base import StoreError
+
+log = logging.getLogger("chanctl.daemon.http")
+
+# Headers of an aiohttp HTTPException that describe its own text body, not the error.
+_BODY_HEADERS = frozenset({"content-type", "content-length", "content-encoding"})
+
+
+def error_response(
+    status: int, message: str, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    body = json.dumps({"ok": False, "error": message, "status": status}).encode()
+    resp = web.Response(status=status, body=body, headers=headers)
+    resp.headers["Content-Type"] = "application/json"
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
+def from_exception(exc: BaseException) -> web.Response:
+    """Render any exception a handler let escape (HTTP exceptions below 400 are re-raised)."""
+    if isinstance(exc, StreamError):
+        return error_response(exc.status, exc.message, exc.headers)
+    if isinstance(exc, StoreError):
+        err = as_stream_error(exc)
+        return error_response(err.status, err.message, err.headers)
+    if isinstance(exc, web.HTTPException):
+        text = exc.text or ""
+        message = exc.reason if text.startswith(f"{exc.status}:") or not text else text
+        kept = {k: v for k, v in exc.headers.items() if k.lower() not in _BODY_HEADERS}
+        return error_response(exc.status, message, kept)
+    log.error("unexpected error while serving a request", exc_info=exc)
+    return error_response(500, "internal error; see the daemon log")
+
+
+@web.middleware
+async def error_envelope(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return from_exception(exc)
+    except Exception as exc:
+        return from_exception(exc)

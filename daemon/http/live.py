@@ -1,0 +1,193 @@
+"""Live reads: long-poll (PROTOCOL.md section 5.6) and SSE (section 5.7).
+
+Both hold a request open, so both count against ``Limits.max_live_readers`` (503 + Retry-After
+beyond it) and both are ended when the application shuts down. A waiting reader costs no polling:
+it sleeps in ``store.wait`` until an append becomes durable, which is what keeps live latency
+down to one event-loop hop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Iterator
+
+from aiohttp import web
+
+from chanctl.protocol import (
+    H_CLOSED,
+    H_CURSOR,
+    H_NEXT_OFFSET,
+    H_SSE_ENCODING,
+    H_UP_TO_DATE,
+    SSE_ENCODING_BASE64,
+    format_offset,
+    parse_content_type,
+)
+
+from ..config import Settings
+from ..errors import Overloaded, StreamError
+from ..model import Chunk
+from ..service import StreamService
+from ..store.base import ChannelState, StoreError
+from . import caching, sse
+from .render import TRUE, chunk_body, read_headers
+
+log = logging.getLogger("chanctl.daemon.http")
+
+KEEPALIVE_S = 15.0  # idle SSE connections get a comment line so proxies keep them open
+
+
+class LiveReads:
+    def __init__(self, service: StreamService, settings: Settings) -> None:
+        self.service = service
+        self.limits = settings.limits
+        self.active: set[asyncio.Task[object]] = set()
+
+    @contextlib.contextmanager
+    def _slot(self) -> Iterator[None]:
+        """Admit one more live reader, or refuse with 503 when the cap is reached."""
+        if len(self.active) >= self.limits.max_live_readers:
+            raise Overloaded(
+                f"too many live readers ({self.limits.max_live_readers}); retry shortly",
+                {"Retry-After": "1"},
+            )
+        task = asyncio.current_task()
+        assert task is not None
+        self.active.add(task)
+        try:
+            yield
+        finally:
+            self.active.discard(task)
+
+    async def shutdown(self) -> None:
+        """End every live read (on application shutdown): clients resume from their offset."""
+        for task in list(self.active):
+            task.cancel()
+
+    # -- long-poll -----------------------------------------------------------------------------
+
+    async def long_poll(self, request: web.Request, name: str, offset: str) -> web.Response:
+        with self._slot():
+            st, seq = await self.service.open_read(name, offset)
+            chunk = await self.service.read(st, seq)
+            if chunk.empty and not chunk.closed:
+                await self.service.wait(st, seq, self.limits.long_poll_timeout_s)
+                st = await self.service.reopen(st)
+                chunk = await self.service.read(st, seq)
+        cursor = str(caching.next_cursor(time.time(), request.query.get("cursor")))
+        if not chunk.empty:
+            headers = read_headers(chunk)
+            headers[H_CURSOR] = cursor
+            headers["ETag"] = caching.etag(chunk)
+            headers["Cache-Control"] = caching.CACHE_DATA
+            return web.Response(body=chunk_body(chunk), headers=headers)
+        return _no_news(chunk, cursor)
+
+    # -- SSE -----------------------------------------------------------------------------------
+
+    async def sse(self, request: web.Request, name: str, offset: str) -> web.StreamResponse:
+        with self._slot():
+            st, seq = await self.service.open_read(name, offset)
+            resp = web.StreamResponse(status=200)
+            stream = _SseStream(self.service, st, resp, request.query.get("cursor"))
+            resp.headers.update(_sse_headers(stream.encoding))
+            await resp.prepare(request)
+            try:
+                await stream.run(seq, self.limits.sse_max_age_s)
+            except (ConnectionError, TimeoutError, StreamError, StoreError) as exc:
+                # Headers are sent: all we can do is end the stream; the client resumes.
+                log.debug("SSE stream for %r ended early: %s", name, exc)
+            return resp
+
+
+def _no_news(chunk: Chunk, cursor: str) -> web.Response:
+    """Long-poll 204: timed out (still open), or the stream is closed at this offset."""
+    headers = {
+        H_NEXT_OFFSET: format_offset(chunk.next_seq),
+        H_UP_TO_DATE: TRUE,
+        "Cache-Control": caching.CACHE_NONE,
+    }
+    if chunk.closed:
+        headers[H_CLOSED] = TRUE
+    else:
+        headers[H_CURSOR] = cursor
+    return web.Response(status=204, headers=headers)
+
+
+def _sse_headers(encoding: sse.Encoding) -> dict[str, str]:
+    headers = {
+        "Content-Type": "text/event-stream",
+        "Cache-Control": caching.CACHE_SSE,
+        "X-Accel-Buffering": "no",  # reverse proxies must not buffer a live stream
+    }
+    if encoding is sse.Encoding.BASE64:
+        headers[H_SSE_ENCODING] = SSE_ENCODING_BASE64
+    return headers
+
+
+class _SseStream:
+    """One SSE connection: catch up chunk by chunk, then follow the tail until the channel
+    closes or the connection reaches its maximum age."""
+
+    def __init__(
+        self,
+        service: StreamService,
+        st: ChannelState,
+        resp: web.StreamResponse,
+        cursor: str | None,
+    ) -> None:
+        self.service = service
+        self.st = st
+        self.resp = resp
+        self.encoding = sse.encoding_for(parse_content_type(st.config.content_type))
+        self.write_deadline_s = service.settings.limits.write_deadline_s
+        self.cursor = caching.next_cursor(time.time(), cursor)
+
+    def _cursor(self) -> int:
+        # Never go backwards within a connection, even if the first value carried jitter.
+        self.cursor = max(self.cursor, caching.cursor_interval(time.time()))
+        return self.cursor
+
+    async def run(self, seq: int, max_age_s: float) -> None:
+        deadline = asyncio.get_running_loop().time() + max_age_s
+        chunk = await self.service.read(self.st, seq)
+        await self._send(self._events(chunk))  # the first control event is sent even if empty
+        idle_wakes = 0
+        while not chunk.closed:
+            if chunk.up_to_date:
+                if idle_wakes > 1 or not await self._wait(chunk.next_seq, deadline):
+                    return  # aged out, or woken twice for nothing (store stopping): resume later
+                if not self.service.still_live(self.st):
+                    return  # deleted or expired while we waited
+            chunk = await self.service.read(self.st, chunk.next_seq)
+            if chunk.empty and not chunk.closed:
+                idle_wakes += 1
+                continue
+            idle_wakes = 0
+            await self._send(self._events(chunk))
+
+    async def _wait(self, seq: int, deadline: float) -> bool:
+        """Sleep until new data (True) or the connection's maximum age (False), sending a
+        keep-alive comment whenever the connection has been idle for a while."""
+        loop = asyncio.get_running_loop()
+        while (left := deadline - loop.time()) > 0:
+            if await self.service.wait(self.st, seq, min(left, KEEPALIVE_S)):
+                return True
+            if deadline - loop.time() > 0:
+                await self._send(sse.KEEPALIVE)
+        return False
+
+    async def _send(self, data: bytes) -> None:
+        """Write with a deadline: a reader that stops reading must not pin the connection (and
+        its buffered events) forever. It resumes from its last offset once it reconnects."""
+        async with asyncio.timeout(self.write_deadline_s):
+            await self.resp.write(data)
+
+    def _events(self, chunk: Chunk) -> bytes:
+        control = sse.control_event(chunk.next_seq, self._cursor(), chunk.up_to_date, chunk.closed)
+        if chunk.empty:
+            return control
+        return sse.data_event(chunk, self.encoding) + control

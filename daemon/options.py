@@ -1,0 +1,150 @@
+"""The daemon's command-line flags, shared by ``python -m chanctl.daemon`` and ``chanctl daemon``.
+
+``chanctl daemon start`` re-executes the daemon as ``python -m chanctl.daemon FLAGS``, so one
+``DaemonOptions`` value has to survive the trip through argv unchanged: ``to_argv`` and
+``parse_argv`` are inverses, and ``build_settings`` is the only place flags, environment and
+defaults meet. The bearer token is deliberately not a flag: argv is world-readable in /proc.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import ipaddress
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from chanctl import paths
+from chanctl.errors import UsageError
+
+from .config import FsyncPolicy, Limits, Settings
+
+STORES = ("local", "memory")
+
+
+@dataclass(frozen=True)
+class DaemonOptions:
+    """Flags as the user typed them; None means "not given, use the environment or default"."""
+
+    foreground: bool = False
+    listen: str | None = None
+    no_auth: bool = False
+    data_dir: str | None = None
+    fsync: str | None = None
+    socket: str | None = None
+    long_poll_timeout: float | None = None
+    store: str = "local"
+    header_read_timeout: float | None = None  # hidden: lets tests check the deadline quickly
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` or ``[V6]:PORT`` -> (host, port). ``localhost`` means 127.0.0.1.
+
+    Only IP literals are accepted (plus ``localhost``) so that "is this loopback?" never depends
+    on DNS, which an attacker may control.
+    """
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise UsageError(
+            f"invalid --listen address {text!r}: expected HOST:PORT",
+            hint="for example --listen 127.0.0.1:4437 (port 0 picks a free port)",
+        )
+    host = host.removeprefix("[").removesuffix("]")
+    if host == "localhost":
+        host = "127.0.0.1"
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise UsageError(
+            f"invalid --listen host {host!r}: use an IP address such as 127.0.0.1 or ::1",
+            hint="host names are refused so that the loopback check cannot be fooled by DNS",
+        ) from None
+    return host, int(port_text)
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def build_settings(opts: DaemonOptions) -> Settings:
+    """Resolve flags against the environment and platform defaults into one ``Settings``."""
+    sock = (
+        paths.check_socket_path(Path(opts.socket).expanduser().absolute())
+        if opts.socket
+        else paths.socket_path()
+    )
+    data = Path(opts.data_dir).expanduser().absolute() if opts.data_dir else paths.data_dir()
+    try:
+        fsync = FsyncPolicy.parse(opts.fsync) if opts.fsync else FsyncPolicy()
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    limits = Limits()
+    if opts.header_read_timeout is not None:
+        limits = dataclasses.replace(limits, header_read_timeout_s=opts.header_read_timeout)
+    if opts.long_poll_timeout is not None:
+        if not 0 < opts.long_poll_timeout <= 3600:
+            raise UsageError("--long-poll-timeout must be between 0 and 3600 seconds")
+        limits = dataclasses.replace(limits, long_poll_timeout_s=opts.long_poll_timeout)
+    if opts.store not in STORES:
+        raise UsageError(f"unknown --store {opts.store!r}: use one of {', '.join(STORES)}")
+    return Settings(
+        data_dir=data,
+        socket_path=sock,
+        listen=parse_listen(opts.listen) if opts.listen else None,
+        no_auth=opts.no_auth,
+        fsync=fsync,
+        limits=limits,
+        log_file=None if opts.foreground else paths.log_file(),
+        pid_file=paths.pid_file(sock),
+        store=opts.store,
+        token_file=paths.token_file() if opts.listen and not opts.no_auth else None,
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m chanctl.daemon",
+        description="Run the chanctl daemon in this process (it does not detach).",
+    )
+    p.add_argument("--foreground", action="store_true", help="log to stderr, not the log file")
+    p.add_argument("--listen", metavar="HOST:PORT", help="also serve loopback TCP (token auth)")
+    p.add_argument("--no-auth", action="store_true", help="no bearer token on TCP (loopback)")
+    p.add_argument("--data-dir", metavar="DIR", help="channel data (env CHANCTL_DATA_DIR)")
+    p.add_argument("--fsync", metavar="POLICY", help="always | interval:<ms> | never")
+    p.add_argument("--socket", metavar="PATH", help="unix socket path (env CHANCTL_SOCKET)")
+    p.add_argument("--long-poll-timeout", metavar="SECONDS", type=float)
+    # Tests of non-storage behaviour only: the memory store keeps nothing across restarts.
+    p.add_argument("--store", choices=STORES, default="local", help=argparse.SUPPRESS)
+    p.add_argument("--header-read-timeout", type=float, help=argparse.SUPPRESS)
+    return p
+
+
+def parse_argv(argv: Sequence[str] | None = None) -> DaemonOptions:
+    ns = _parser().parse_args(argv)
+    return DaemonOptions(**{f.name: getattr(ns, f.name) for f in dataclasses.fields(DaemonOptions)})
+
+
+def to_argv(opts: DaemonOptions) -> list[str]:
+    """The flags that make ``parse_argv`` return ``opts`` again (defaults are left out)."""
+    argv: list[str] = []
+    if opts.foreground:
+        argv.append("--foreground")
+    for flag, value in (
+        ("--listen", opts.listen),
+        ("--data-dir", opts.data_dir),
+        ("--fsync", opts.fsync),
+        ("--socket", opts.socket),
+        ("--long-poll-timeout", opts.long_poll_timeout),
+        ("--header-read-timeout", opts.header_read_timeout),
+    ):
+        if value is not None:
+            argv += [flag, str(value)]
+    if opts.no_auth:
+        argv.append("--no-auth")
+    if opts.store != "local":
+        argv += ["--store", opts.store]
+    return argv

@@ -1,0 +1,32 @@
+"""What every channel log of one store shares: the I/O seam, the fd pool, threads and knobs."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from .disk import Disk
+from .fdpool import FdPool
+
+T = TypeVar("T")
+
+
+@dataclass
+class Shared:
+    """What every channel log of one store shares: I/O seam, fd pool, threads, knobs."""
+
+    disk: Disk
+    pool: FdPool
+    executor: ThreadPoolExecutor
+    segment_bytes: int
+    max_record: int
+    mode: str  # always | interval | never
+    interval_s: float
+    producer_cap: int
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run blocking file I/O in the store's threads, off the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)

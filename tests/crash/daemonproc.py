@@ -1,0 +1,94 @@
+"""Run the real daemon as a subprocess that crash tests can SIGKILL and restart.
+
+Crash tests need a daemon they own outright (not a shared fixture): they kill it at random
+moments, restart it on the same data directory and socket, and inspect what survived.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float = 10.0) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        sock.connect(self._path)
+        self.sock = sock
+
+
+def request(
+    sock: str, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], bytes]:
+    conn = UnixHTTPConnection(sock)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+    finally:
+        conn.close()
+
+
+class DaemonProc:
+    """One daemon on a fixed data directory and socket, restartable."""
+
+    def __init__(self, data_dir: Path, sock: Path, log: Path, fsync: str = "always") -> None:
+        self.data_dir, self.sock, self.log, self.fsync = data_dir, sock, log, fsync
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, env: dict[str, str] | None = None, wait: bool = True) -> None:
+        argv = [
+            sys.executable, "-m", "chanctl.daemon", "--foreground",
+            "--socket", str(self.sock), "--data-dir", str(self.data_dir), "--fsync", self.fsync,
+        ]
+        full_env = {**os.environ, **(env or {})}
+        with open(self.log, "ab") as logf:
+            self.proc = subprocess.Popen(argv, stdout=logf, stderr=logf, env=full_env)
+        if wait:
+            self.wait_ready()
+
+    def wait_ready(self, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"daemon exited {self.proc.returncode}: {self.log.read_text()[-2000:]}")
+            try:
+                status, _, body = request(str(self.sock), "GET", "/v1/health")
+                if status == 200 and json.loads(body).get("ok"):
+                    return
+            except OSError:
+                pass
+            time.sleep(0.02)
+        raise TimeoutError(f"daemon not ready after {timeout}s: {self.log.read_text()[-2000:]}")
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def wait_exit(self, timeout: float = 20.0) -> int:
+        assert self.proc is not None
+        return self.proc.wait(timeout)
+
+    def stop(self) -> int:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else 0
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait(5)
