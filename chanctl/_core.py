@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import quote, urlencode
 
-from . import client_errors as ce
+from . import errors as ce
 from . import protocol as p
 from .transport import Response
 
@@ -45,7 +45,10 @@ def create_request(channel: str) -> Request:
 def append_request(channel: str, body: bytes, producer: tuple[str, int, int]) -> Request:
     pid, epoch, seq = producer
     headers = {
-        **_JSON, p.H_PRODUCER_ID: pid, p.H_PRODUCER_EPOCH: str(epoch), p.H_PRODUCER_SEQ: str(seq)
+        **_JSON,
+        p.H_PRODUCER_ID: pid,
+        p.H_PRODUCER_EPOCH: str(epoch),
+        p.H_PRODUCER_SEQ: str(seq),
     }
     return Request("POST", _url(channel), headers, body)
 
@@ -102,8 +105,11 @@ class Producer:
 
 
 def encode_bodies(
-    items: Iterable[str | bytes], type_: str, headers: Mapping[str, str] | None,
-    flush_now: Callable[[], bool], max_bytes: int = BATCH_BYTES,
+    items: Iterable[str | bytes],
+    type_: str,
+    headers: Mapping[str, str] | None,
+    flush_now: Callable[[], bool],
+    max_bytes: int = BATCH_BYTES,
 ) -> Iterator[tuple[bytes, int]]:
     """Group messages into JSON-array bodies of at most ``max_bytes`` (unless one is larger).
 
@@ -154,22 +160,32 @@ def check(resp: Response, channel: str, action: str) -> None:
     if status == 404:
         raise ce.ChannelNotFound(f"no channel {channel!r}", hint="`chanctl ls` lists channels")
     if status == 410:
-        raise ce.ChannelGone(f"cannot {what}: {detail or 'no longer retained'}",
-                             hint="read from a later offset, e.g. --from start")
+        raise ce.ChannelGone(
+            f"cannot {what}: {detail or 'no longer retained'}",
+            hint="read from a later offset, e.g. --from start",
+        )
     if status == 409 and (resp.header(p.H_CLOSED) or "").lower() == "true":
-        raise ce.ChannelClosed(f"cannot {what}: the channel is closed",
-                               hint="closed channels are read-only; publish to a new name")
+        raise ce.ChannelClosed(
+            f"cannot {what}: the channel is closed",
+            hint="closed channels are read-only; publish to a new name",
+        )
     if status == 409 and resp.header(p.H_PRODUCER_EXPECTED_SEQ) is not None:
-        raise ce.ProducerConflict(f"cannot {what}: the daemon expected producer sequence "
-                                  f"{resp.header(p.H_PRODUCER_EXPECTED_SEQ)}: {detail}")
+        raise ce.ProducerConflict(
+            f"cannot {what}: the daemon expected producer sequence "
+            f"{resp.header(p.H_PRODUCER_EXPECTED_SEQ)}: {detail}"
+        )
     if status == 409:
-        raise ce.NotAChanctlChannel(f"cannot {what}: {detail or 'conflicting channel'}",
-                                    hint="chanctl channels hold application/json messages")
+        raise ce.NotAChanctlChannel(
+            f"cannot {what}: {detail or 'conflicting channel'}",
+            hint="chanctl channels hold application/json messages",
+        )
     if status == 403 and resp.header(p.H_PRODUCER_EPOCH) is not None:
         raise ce.ProducerConflict(f"cannot {what}: fenced by a newer producer epoch")
     if status in (401, 403):
-        raise ce.AuthFailed(f"cannot {what}: the daemon refused our credentials",
-                            hint="set CHANCTL_TOKEN to the daemon's token")
+        raise ce.AuthFailed(
+            f"cannot {what}: the daemon refused our credentials",
+            hint="set CHANCTL_TOKEN to the daemon's token",
+        )
     if status == 413:
         raise ce.MessageTooLarge(f"cannot {what}: message larger than the daemon accepts")
     raise ce.RequestFailed(f"cannot {what}: HTTP {status} {detail}".rstrip(), status=status)

@@ -8,7 +8,7 @@ from typing import Any
 
 from . import _core as core
 from . import protocol as p
-from .client_errors import CursorNotFound, RequestFailed
+from .errors import CursorNotFound, RequestFailed
 from .transport import Response
 
 
@@ -124,8 +124,11 @@ def parse_info(channel: str, head: Response, listing: Response) -> ChannelInfo:
         entry["first_seq"] = p.parse_offset(head.header(p.H_FIRST_OFFSET) or "")
     entry["closed"] = p.is_true(head.header(p.H_CLOSED))
     entry["content_type"] = head.header("Content-Type")
-    for key, header in (("ttl", p.H_TTL), ("expires_at", p.H_EXPIRES_AT),
-                        ("fsync", p.H_FSYNC_POLICY)):
+    for key, header in (
+        ("ttl", p.H_TTL),
+        ("expires_at", p.H_EXPIRES_AT),
+        ("fsync", p.H_FSYNC_POLICY),
+    ):
         value = head.header(header)
         if value is not None:
             entry[key] = int(value) if key == "ttl" and value.isdigit() else value

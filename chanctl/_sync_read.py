@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from . import _core as core
-from . import client_errors as ce
+from . import errors as ce
 from . import protocol as p
 from .errors import TimedOut
 from .reading import Batch, Filter, ReadState, bisect_time, first_time, paced
@@ -43,16 +43,36 @@ class TailOptions:
 
     @classmethod
     def build(
-        cls, channel: str, *, last: int | None = 10, start: str | int | None = None,
-        since: float | None = None, until: float | None = None,
-        types: Iterable[str] | None = None, follow: bool = True, wait: bool = True,
-        timeout: float | None = None, cursor: str | None = None, speed: float | None = None,
+        cls,
+        channel: str,
+        *,
+        last: int | None = 10,
+        start: str | int | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        types: Iterable[str] | None = None,
+        follow: bool = True,
+        wait: bool = True,
+        timeout: float | None = None,
+        cursor: str | None = None,
+        speed: float | None = None,
     ) -> TailOptions:
         ce.checked(p.validate_name, channel)
         if cursor is not None:
             ce.checked(p.validate_cursor_name, cursor)
-        return cls(channel, last, _offset_of(start), since, until,
-                   frozenset(types) if types else None, follow, wait, timeout, cursor, speed)
+        return cls(
+            channel,
+            last,
+            _offset_of(start),
+            since,
+            until,
+            frozenset(types) if types else None,
+            follow,
+            wait,
+            timeout,
+            cursor,
+            speed,
+        )
 
 
 def _offset_of(start: str | int | None) -> str | None:
@@ -222,4 +242,3 @@ class Tail:
 
 def _key(ts: float | None) -> str:
     return p.format_time(ts) if ts is not None else ""
-

@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 
 from . import _core as core
-from . import client_errors as ce
+from . import errors as ce
 from . import protocol as p
 from ._async_read import AsyncTail
 from ._info import ChannelInfo, Published, cursor_offset, parse_cursors, parse_info, parse_list
@@ -44,8 +44,13 @@ class AsyncClient:
     """
 
     def __init__(
-        self, url: str | None = None, *, token: str | None = None, autostart: bool | None = None,
-        timeout: float = 30.0, reconnect_timeout: float = 60.0,
+        self,
+        url: str | None = None,
+        *,
+        token: str | None = None,
+        autostart: bool | None = None,
+        timeout: float = 30.0,
+        reconnect_timeout: float = 60.0,
     ) -> None:
         self.endpoint = resolve_endpoint(url, token)
         self.timeout = timeout
@@ -73,13 +78,15 @@ class AsyncClient:
         if self._session is None:
             ep = self.endpoint
             connector: aiohttp.BaseConnector = (
-                aiohttp.UnixConnector(path=ep.socket_path) if ep.socket_path
+                aiohttp.UnixConnector(path=ep.socket_path)
+                if ep.socket_path
                 else aiohttp.TCPConnector()
             )
             base = "http://localhost" if ep.socket_path else f"http://{ep.host}:{ep.port}"
             headers = {"Authorization": f"Bearer {ep.token}"} if ep.token else None
-            self._session = aiohttp.ClientSession(base, connector=connector, headers=headers,
-                                                  auto_decompress=False)
+            self._session = aiohttp.ClientSession(
+                base, connector=connector, headers=headers, auto_decompress=False
+            )
         return self._session
 
     async def _once(self, req: core.Request, timeout: float | None) -> Response:
@@ -91,8 +98,11 @@ class AsyncClient:
                 return Response(resp.status, resp.headers, await resp.read())
         except aiohttp.ClientConnectorError as exc:
             raise Unreachable(str(exc)) from exc
-        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError,
-                aiohttp.ClientPayloadError) as exc:
+        except (
+            aiohttp.ServerDisconnectedError,
+            aiohttp.ClientOSError,
+            aiohttp.ClientPayloadError,
+        ) as exc:
             raise Dropped(str(exc)) from exc
 
     async def send(self, req: core.Request, timeout: float | None = -1.0) -> Response:
@@ -114,8 +124,10 @@ class AsyncClient:
             now = time.monotonic()
             deadline = deadline or now + self.reconnect_timeout
             if now >= deadline:
-                raise ce.ConnectionLost(f"lost the daemon at {self.endpoint.url}: {failure}",
-                                        hint="check `chanctl daemon status`")
+                raise ce.ConnectionLost(
+                    f"lost the daemon at {self.endpoint.url}: {failure}",
+                    hint="check `chanctl daemon status`",
+                )
             await asyncio.sleep(delay)  # back off between reconnect attempts
             delay = min(delay * 2, 1.0)
 
@@ -123,8 +135,10 @@ class AsyncClient:
         from . import autostart
 
         if self._start_tried or not autostart.start_allowed(self.endpoint, self._autostart):
-            raise ce.DaemonUnavailable(f"no daemon at {self.endpoint.url}: {exc}",
-                                       hint="start one with `chanctl daemon start`")
+            raise ce.DaemonUnavailable(
+                f"no daemon at {self.endpoint.url}: {exc}",
+                hint="start one with `chanctl daemon start`",
+            )
         self._start_tried = True
         await asyncio.get_running_loop().run_in_executor(
             None, autostart.ensure_daemon, self.endpoint
@@ -142,15 +156,23 @@ class AsyncClient:
         return (await self._call(core.create_request(channel), channel, "create")).status == 201
 
     async def publish(
-        self, channel: str, data: str | bytes, *, type: str = p.TYPE_MESSAGE,
+        self,
+        channel: str,
+        data: str | bytes,
+        *,
+        type: str = p.TYPE_MESSAGE,
         headers: Mapping[str, str] | None = None,
     ) -> Published:
         """Append one message (creating the channel if needed), exactly once."""
         return await self.publish_many(channel, [data], type=type, headers=headers)
 
     async def publish_many(
-        self, channel: str, items: Iterable[str | bytes] | AsyncIterable[str | bytes], *,
-        type: str = p.TYPE_MESSAGE, headers: Mapping[str, str] | None = None,
+        self,
+        channel: str,
+        items: Iterable[str | bytes] | AsyncIterable[str | bytes],
+        *,
+        type: str = p.TYPE_MESSAGE,
+        headers: Mapping[str, str] | None = None,
     ) -> Published:
         """Append every item, in order, in batches of up to ~1 MiB; the next batch is encoded
         while the previous one is in flight."""
@@ -220,16 +242,17 @@ class AsyncClient:
 
     async def set_cursor(self, channel: str, name: str, offset: str) -> None:
         ce.checked(lambda o: p.format_offset(p.parse_offset(o)), offset)
-        await self._call(core.cursor_request("PUT", channel, name, offset), channel,
-                         "save cursor of")
+        await self._call(
+            core.cursor_request("PUT", channel, name, offset), channel, "save cursor of"
+        )
 
     async def delete_cursor(self, channel: str, name: str) -> None:
-        await self._call(core.cursor_request("DELETE", channel, name), channel,
-                         "delete cursor of")
+        await self._call(core.cursor_request("DELETE", channel, name), channel, "delete cursor of")
 
     async def cursors(self, channel: str) -> dict[str, str]:
-        resp = await self._call(core.cursor_request("GET", channel, None), channel,
-                                "list cursors of")
+        resp = await self._call(
+            core.cursor_request("GET", channel, None), channel, "list cursors of"
+        )
         return parse_cursors(resp)
 
 
@@ -237,7 +260,8 @@ _END = object()
 
 
 async def _bodies(
-    items: Iterable[str | bytes] | AsyncIterable[str | bytes], type_: str,
+    items: Iterable[str | bytes] | AsyncIterable[str | bytes],
+    type_: str,
     headers: Mapping[str, str] | None,
 ) -> AsyncIterator[tuple[bytes, int]]:
     """Encoded bodies from a sync or async iterable.

@@ -16,8 +16,7 @@ import time
 from pathlib import Path
 
 from . import daemonctl, paths
-from .client_errors import DaemonUnavailable
-from .errors import DaemonNotRunning, DaemonUnhealthy
+from .errors import DaemonNotRunning, DaemonUnavailable, DaemonUnhealthy
 from .transport import Endpoint
 
 ENV_NO_AUTOSTART = "CHANCTL_NO_AUTOSTART"

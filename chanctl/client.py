@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from . import _core as core
-from . import client_errors as ce
+from . import errors as ce
 from . import protocol as p
 from ._info import ChannelInfo, Published, parse_info, parse_list
 from ._sync_read import Tail, TailOptions
@@ -49,8 +49,13 @@ class Client:
     """
 
     def __init__(
-        self, url: str | None = None, *, token: str | None = None, autostart: bool | None = None,
-        timeout: float = 30.0, reconnect_timeout: float = 60.0,
+        self,
+        url: str | None = None,
+        *,
+        token: str | None = None,
+        autostart: bool | None = None,
+        timeout: float = 30.0,
+        reconnect_timeout: float = 60.0,
         on_autostart: Callable[[DaemonStatus], None] | None = None,
     ) -> None:
         self.endpoint = resolve_endpoint(url, token)
@@ -140,14 +145,22 @@ class Client:
         return self._call(core.create_request(channel), channel, "create").status == 201
 
     def publish(
-        self, channel: str, data: str | bytes, *, type: str = p.TYPE_MESSAGE,
+        self,
+        channel: str,
+        data: str | bytes,
+        *,
+        type: str = p.TYPE_MESSAGE,
         headers: Mapping[str, str] | None = None,
     ) -> Published:
         """Append one message (creating the channel if needed), exactly once."""
         return self.publish_many(channel, [data], type=type, headers=headers)
 
     def publish_many(
-        self, channel: str, items: Iterable[str | bytes], *, type: str = p.TYPE_MESSAGE,
+        self,
+        channel: str,
+        items: Iterable[str | bytes],
+        *,
+        type: str = p.TYPE_MESSAGE,
         headers: Mapping[str, str] | None = None,
     ) -> Published:
         """Append every item as one message, in order, in JSON-array batches of up to ~1 MiB.

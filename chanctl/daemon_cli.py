@@ -86,10 +86,7 @@ def daemon_start(
     wait: WaitOpt = 15.0,
     quiet: QuietOpt = False,
 ) -> None:
-    """Start the daemon in the background (or --foreground).
-
-    Fails if a daemon already serves the socket; waits until the new one answers.
-    """
+    """Start the daemon in the background (or with --foreground)."""
     from . import daemonctl, paths
     from .daemon.options import DaemonOptions, build_settings, to_argv
 

@@ -37,10 +37,12 @@ def _run_pub_fast(args: object) -> None:
     except ChanctlError as exc:
         report(exc)
     except Exception as exc:  # a bug: same wording as chanctl.cli
-        report(ChanctlError(
-            f"unexpected {exc.__class__.__name__}: {exc}",
-            hint="this is a bug in chanctl; rerun with --debug and report the traceback",
-        ))
+        report(
+            ChanctlError(
+                f"unexpected {exc.__class__.__name__}: {exc}",
+                hint="this is a bug in chanctl; rerun with --debug and report the traceback",
+            )
+        )
     sys.exit(0)
 
 

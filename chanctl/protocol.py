@@ -288,8 +288,13 @@ class Message:
             if isinstance(text, str) or (text is None and isinstance(b64, str)):
                 hdrs = value.get("headers")
                 return cls(
-                    channel, seq, str(value.get("time", "")), value.get("type", TYPE_MESSAGE),
-                    text, b64, hdrs if isinstance(hdrs, dict) and hdrs else None,
+                    channel,
+                    seq,
+                    str(value.get("time", "")),
+                    value.get("type", TYPE_MESSAGE),
+                    text,
+                    b64,
+                    hdrs if isinstance(hdrs, dict) and hdrs else None,
                 )
         raw = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
         return cls(channel, seq, "", TYPE_FOREIGN, raw, None)
@@ -319,8 +324,11 @@ class Message:
     def to_record(self) -> dict[str, object]:
         """The NDJSON record `tail --json` prints: one schema for the CLI and the library."""
         rec: dict[str, object] = {
-            "channel": self.channel, "offset": self.offset, "seq": self.seq,
-            "time": self.time, "type": self.type,
+            "channel": self.channel,
+            "offset": self.offset,
+            "seq": self.seq,
+            "time": self.time,
+            "type": self.type,
         }
         if self.text is not None:
             rec["data"] = self.text

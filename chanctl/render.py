@@ -57,8 +57,13 @@ class Renderer:
     """Writes batches to ``out`` in one mode; status lines (the live marker) go to ``err``."""
 
     def __init__(
-        self, mode: str, *, timestamps: bool = False, out: BinaryIO | None = None,
-        err: TextIO | None = None, color: bool | None = None,
+        self,
+        mode: str,
+        *,
+        timestamps: bool = False,
+        out: BinaryIO | None = None,
+        err: TextIO | None = None,
+        color: bool | None = None,
     ) -> None:
         self.mode = mode
         self.timestamps = timestamps
@@ -73,9 +78,15 @@ class Renderer:
         next: followers must see each answer at once)."""
         if not len(batch):
             return
-        if self.mode == "raw":
-            chunk = batch.raw_lines() if not self.timestamps else b"".join(
-                [m.time.encode() + b" " + m.data + b"\n" for m in batch.messages()]
+        if self.mode == "json":
+            chunk = batch.ndjson().encode()
+        elif self.mode == "plain" and not self.timestamps and (texts := batch.texts()):
+            chunk = (sanitize("\n".join(texts)) + "\n").encode()  # sanitize keeps \n
+        elif self.mode == "raw":
+            chunk = (
+                batch.raw_lines()
+                if not self.timestamps
+                else b"".join([m.time.encode() + b" " + m.data + b"\n" for m in batch.messages()])
             )
         else:
             line = getattr(self, "_line_" + self.mode)

@@ -15,8 +15,13 @@ from . import protocol as p
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 _DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 _DURATION_FULL_RE = re.compile(r"-?(?:\d+(?:\.\d+)?(?:ms|s|m|h|d|w))+")
-_OFFSETS = {"start": p.OFFSET_START, "-1": p.OFFSET_START, "beginning": p.OFFSET_START,
-            "now": p.OFFSET_NOW, "end": p.OFFSET_NOW}
+_OFFSETS = {
+    "start": p.OFFSET_START,
+    "-1": p.OFFSET_START,
+    "beginning": p.OFFSET_START,
+    "now": p.OFFSET_NOW,
+    "end": p.OFFSET_NOW,
+}
 
 
 def parse_duration(text: str) -> float:

@@ -67,8 +67,9 @@ def resolve_endpoint(url: str | None = None, token: str | None = None) -> Endpoi
             hint="use unix:///path/to/chanctl.sock or http://127.0.0.1:PORT",
         )
     port = parts.port or DEFAULT_TCP_PORT
-    return Endpoint(url=f"http://{parts.hostname}:{port}", host=parts.hostname, port=port,
-                    token=token)
+    return Endpoint(
+        url=f"http://{parts.hostname}:{port}", host=parts.hostname, port=port, token=token
+    )
 
 
 class UnixHTTPConnection(http.client.HTTPConnection):
@@ -173,7 +174,11 @@ class Transport:
             raise Dropped(str(exc) or type(exc).__name__) from None
 
     def _once(
-        self, method: str, path: str, headers: dict[str, str], body: bytes | None,
+        self,
+        method: str,
+        path: str,
+        headers: dict[str, str],
+        body: bytes | None,
         timeout: float | None,
     ) -> Response:
         if self._conn is None:

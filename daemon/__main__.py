@@ -6,6 +6,7 @@ what service managers and tests run directly (``--foreground`` logs to stderr).
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Sequence
 
@@ -25,6 +26,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if exc.hint:
             print(f"chanctl daemon: hint: {exc.hint}", file=sys.stderr)
         return int(exc.exit_code) or int(ExitCode.ERROR)
+    except Exception:
+        # Through logging, so the traceback lands in the log as one escaped record.
+        logging.getLogger("chanctl.daemon").exception("the daemon failed")
+        return int(ExitCode.ERROR)
 
 
 if __name__ == "__main__":

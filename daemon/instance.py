@@ -14,7 +14,6 @@ daemon would steal the first one's clients without an error.
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import json
 import os
@@ -124,10 +123,10 @@ def probe_socket_path(path: Path, holder_hint: str) -> None:
         except ConnectionRefusedError:
             os.unlink(path)  # stale: its daemon died without cleaning up
             return
-        except OSError as exc:
-            if exc.errno not in (errno.ECONNREFUSED, errno.ENOENT):
-                raise
-            return
+        except FileNotFoundError:
+            return  # vanished meanwhile
+        except TimeoutError:
+            pass  # something holds it but does not accept: in use all the same
     raise DaemonAlreadyRunning(
         f"a daemon is already listening on {path}",
         hint=holder_hint,

@@ -113,6 +113,7 @@ def claim_instance(settings: Settings) -> Claim:
         token = load_or_create_token(settings.token_file) if settings.token_file else None
         probe_socket_path(sock_path, "stop it with `chanctl daemon stop`")
         unix = bind_unix_socket(sock_path)
+        undo.callback(remove_if_ours, sock_path)
         undo.callback(unix.close)
         tcp = _bind_tcp(settings.listen) if settings.listen else None
         undo.pop_all()

@@ -36,8 +36,11 @@ def run_pub(args: PubArgs) -> None:
     _check_name(args.name)
     items: Iterable[str | bytes] = args.messages or stdin_lines()
     if args.json:
-        items = list(_check_json(args.messages, "argument")) if args.messages else _check_json(
-            items, "line")
+        items = (
+            list(_check_json(args.messages, "argument"))
+            if args.messages
+            else _check_json(items, "line")
+        )
     client = make_client(args.url, args.quiet)
     result = client.publish_many(args.name, items, type=args.type, headers=headers)
     if (args.verbose or Globals.verbose) and result.last_offset:
@@ -75,14 +78,21 @@ def _check_json(items: Iterable[str | bytes], what: str) -> Iterator[str | bytes
             json.loads(item)
         except ValueError as exc:
             cls = UsageError if what == "argument" else ChanctlError
-            raise cls(f"{what} {number} is not valid JSON: {exc}",
-                      hint="drop --json to publish it as text") from None
+            raise cls(
+                f"{what} {number} is not valid JSON: {exc}",
+                hint="drop --json to publish it as text",
+            ) from None
         yield item
 
 
 _FLAGS_WITH_VALUE = {"--type": "type", "-H": "headers", "--header": "headers", "--url": "url"}
-_SWITCHES = {"--json": "json", "-v": "verbose", "--verbose": "verbose", "-q": "quiet",
-             "--quiet": "quiet"}
+_SWITCHES = {
+    "--json": "json",
+    "-v": "verbose",
+    "--verbose": "verbose",
+    "-q": "quiet",
+    "--quiet": "quiet",
+}
 
 
 def parse_fast(argv: list[str]) -> PubArgs | None:

@@ -31,15 +31,21 @@ def ls(json_: JsonOpt = False, quiet: QuietOpt = False, url: UrlOpt = None) -> N
         sys.stdout.write("".join("\t".join(r) + "\n" for r in rows))
 
 
-def info(name: ChannelArg, json_: JsonOpt = False, quiet: QuietOpt = False,
-         url: UrlOpt = None) -> None:
+def info(
+    name: ChannelArg, json_: JsonOpt = False, quiet: QuietOpt = False, url: UrlOpt = None
+) -> None:
     """Show offsets, counts, retention, TTL, fsync policy, content type and producers."""
     doc = make_client(url, quiet).info(name).to_dict()
     if json_:
         _dump(doc)
         return
-    width = max(len(k) for k in doc)
-    sys.stdout.write("".join(f"{k:<{width}}  {_text(v)}\n" for k, v in doc.items()))
+    shown = {
+        k: _when(v) if k in ("created", "last_write") else _text(v)
+        for k, v in doc.items()
+        if v is not None
+    }
+    width = max(len(k) for k in shown)
+    sys.stdout.write("".join(f"{k:<{width}}  {v}\n" for k, v in shown.items()))
 
 
 def close(name: ChannelArg, quiet: QuietOpt = False, url: UrlOpt = None) -> None:
@@ -83,8 +89,15 @@ def _dump(doc: Any) -> None:
 
 def _row(i: ChannelInfo) -> list[str]:
     state = "?" if i.closed is None else "closed" if i.closed else "open"
-    return [i.name, _text(i.messages), _size(i.bytes), _when(i.created), _when(i.last_write),
-            state, _text(i.readers)]
+    return [
+        i.name,
+        _text(i.messages),
+        _size(i.bytes),
+        _when(i.created),
+        _when(i.last_write),
+        state,
+        _text(i.readers),
+    ]
 
 
 def _text(value: Any) -> str:

@@ -39,5 +39,8 @@ def pub(
     Examples: chanctl pub demo hello; make 2>&1 | chanctl pub build --type stdout
     """
     with streaming_output():
-        run_pub(PubArgs(name, list(messages or []), type_, json_, list(header or []), verbose,
-                        quiet, url))
+        run_pub(
+            PubArgs(
+                name, list(messages or []), type_, json_, list(header or []), verbose, quiet, url
+            )
+        )

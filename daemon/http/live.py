@@ -2,8 +2,8 @@
 
 Both hold a request open, so both count against ``Limits.max_live_readers`` (503 + Retry-After
 beyond it) and both are ended when the application shuts down. A waiting reader costs no polling:
-it sleeps in ``store.wait`` until an append becomes durable, which is what keeps live latency
-down to one event-loop hop.
+it sleeps in ``store.wait``, which wakes it as soon as an append is durable; what it then sends is
+read from the store, so a reader never sees data that could still be lost.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ class LiveReads:
         self.service = service
         self.limits = settings.limits
         self.active: set[asyncio.Task[object]] = set()
+        self.stopping = asyncio.Event()
 
     @contextlib.contextmanager
     def _slot(self) -> Iterator[None]:
@@ -63,9 +64,27 @@ class LiveReads:
             self.active.discard(task)
 
     async def shutdown(self) -> None:
-        """End every live read (on application shutdown): clients resume from their offset."""
-        for task in list(self.active):
-            task.cancel()
+        """End every live read with a proper response (long-poll 204, SSE stream ended after
+        its last complete event) so clients resume from their offset; cancel only stragglers."""
+        self.stopping.set()
+        tasks = list(self.active)
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=2.0)
+            for task in pending:
+                task.cancel()
+
+    async def wait(self, st: ChannelState, seq: int, timeout: float) -> bool:
+        """``service.wait`` that also returns (False) as soon as the daemon starts stopping."""
+        if self.stopping.is_set():
+            return False
+        waiter = asyncio.ensure_future(self.service.wait(st, seq, timeout))
+        stop = asyncio.ensure_future(self.stopping.wait())
+        done, _ = await asyncio.wait((waiter, stop), return_when=asyncio.FIRST_COMPLETED)
+        stop.cancel()
+        if waiter not in done:
+            waiter.cancel()
+            return False
+        return waiter.result()
 
     # -- long-poll -----------------------------------------------------------------------------
 
@@ -74,7 +93,7 @@ class LiveReads:
             st, seq = await self.service.open_read(name, offset)
             chunk = await self.service.read(st, seq)
             if chunk.empty and not chunk.closed:
-                await self.service.wait(st, seq, self.limits.long_poll_timeout_s)
+                await self.wait(st, seq, self.limits.long_poll_timeout_s)
                 st = await self.service.reopen(st)
                 chunk = await self.service.read(st, seq)
         cursor = str(caching.next_cursor(time.time(), request.query.get("cursor")))
@@ -92,7 +111,7 @@ class LiveReads:
         with self._slot():
             st, seq = await self.service.open_read(name, offset)
             resp = web.StreamResponse(status=200)
-            stream = _SseStream(self.service, st, resp, request.query.get("cursor"))
+            stream = _SseStream(self, st, resp, request.query.get("cursor"))
             resp.headers.update(_sse_headers(stream.encoding))
             await resp.prepare(request)
             try:
@@ -134,12 +153,13 @@ class _SseStream:
 
     def __init__(
         self,
-        service: StreamService,
+        live: LiveReads,
         st: ChannelState,
         resp: web.StreamResponse,
         cursor: str | None,
     ) -> None:
-        self.service = service
+        self.live = live
+        self.service = service = live.service
         self.st = st
         self.resp = resp
         self.encoding = sse.encoding_for(parse_content_type(st.config.content_type))
@@ -174,8 +194,10 @@ class _SseStream:
         keep-alive comment whenever the connection has been idle for a while."""
         loop = asyncio.get_running_loop()
         while (left := deadline - loop.time()) > 0:
-            if await self.service.wait(self.st, seq, min(left, KEEPALIVE_S)):
+            if await self.live.wait(self.st, seq, min(left, KEEPALIVE_S)):
                 return True
+            if self.live.stopping.is_set():
+                return False
             if deadline - loop.time() > 0:
                 await self._send(sse.KEEPALIVE)
         return False

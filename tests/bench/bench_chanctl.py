@@ -155,10 +155,10 @@ async def catchup(workdir: Path, sizes: Sizes) -> Result:
     loaded = await _load(workdir, sizes, result)
     start = time.perf_counter()
     with _daemon(workdir, "catchup") as server:
-        result.cpu["restart_s"] = time.perf_counter() - start
+        result.extras["restart_s"] = time.perf_counter() - start
         result.notes.append(
             f"chanctl catch-up: daemon restart on {loaded:,} messages took "
-            f"{result.cpu['restart_s']:.2f}s; read through the restarted daemon"
+            f"{result.extras['restart_s']:.2f}s; read through the restarted daemon"
         )
         async with _session(_socket(server)) as session:
             progress("chanctl: reading")
@@ -166,7 +166,7 @@ async def catchup(workdir: Path, sizes: Sizes) -> Result:
             start = time.perf_counter()
             count, nbytes = await _read_all(session, "catchup", Deadline(sizes.fill_seconds))
             throughput(result, "catchup", count, time.perf_counter() - start, cpu)
-            result.cpu["catchup_mb"] = nbytes / 1e6
+            result.extras["catchup_mb"] = nbytes / 1e6
             if count < loaded:
                 result.notes.append(f"chanctl catch-up: read {count:,} of {loaded:,} messages")
     return result
@@ -287,7 +287,7 @@ async def rss(workdir: Path, sizes: Sizes) -> Result:
         start = time.perf_counter()
         made = await _make_channels(sock, sizes.rss_channels, stop)
         rate = made / (time.perf_counter() - start)
-        result.cpu["create_per_s"] = rate
+        result.extras["create_per_s"] = rate
         result.notes.append(f"chanctl rss: channels created (PUT + 1 POST each) at {rate:,.0f}/s")
         result.values["rss_channels"] = rss_mb(server.pid)
         progress(f"chanctl: opening {sizes.rss_readers} idle SSE readers")

@@ -58,14 +58,14 @@ QUICK = Sizes(
 class Result:
     """One workload's figures for one system, plus what a reader needs to trust them.
 
-    ``values`` maps a row key of the report to a number. ``cpu`` records how busy the bench
-    process and the server were, because on two cores a Python client can be the bottleneck
-    rather than the server, and the table alone would hide that.
+    ``values`` maps a row key of the report to a number. ``extras`` holds context: how busy the
+    bench process and the server were (on two cores a Python client can be the bottleneck
+    rather than the server, and the table alone would hide that), restart times and the like.
     """
 
     values: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
-    cpu: dict[str, float] = field(default_factory=dict)
+    extras: dict[str, float] = field(default_factory=dict)
     runs: dict[str, list[float]] = field(default_factory=dict)  # every run's value (--repeat)
 
 
@@ -78,8 +78,10 @@ def merge(results: Sequence[Result]) -> Result:
             merged.runs.setdefault(key, []).append(value)
         merged.notes += [n for n in result.notes if n not in merged.notes]
     merged.values = {k: statistics.median(v) for k, v in merged.runs.items()}
-    cpu_keys = {k for r in results for k in r.cpu}
-    merged.cpu = {k: statistics.median([r.cpu[k] for r in results if k in r.cpu]) for k in cpu_keys}
+    keys = {k for r in results for k in r.extras}
+    merged.extras = {
+        k: statistics.median([r.extras[k] for r in results if k in r.extras]) for k in keys
+    }
     return merged
 
 
@@ -195,7 +197,7 @@ class Deadline:
 def throughput(result: Result, key: str, count: int, seconds: float, cpu: CpuMeter) -> None:
     """Record ``count`` operations over ``seconds`` as a rate, with the CPU seen meanwhile."""
     result.values[key] = count / seconds if seconds > 0 else 0.0
-    result.cpu.update(cpu.read())
+    result.extras.update(cpu.read())
 
 
 async def paced_sends(

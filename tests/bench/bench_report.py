@@ -127,11 +127,12 @@ def cpu_table(results: Mapping[str, Mapping[str, Result]], systems: Sequence[str
     for workload in ("appends", "batches", "catchup"):
         cells = []
         for system in systems:
-            cpu = results.get(system, {}).get(workload)
-            if cpu is None or "client_pct" not in cpu.cpu:
+            result = results.get(system, {}).get(workload)
+            if result is None or "client_pct" not in result.extras:
                 cells.append("-")
                 continue
-            cells.append(f"{cpu.cpu['client_pct']:.0f}% / {cpu.cpu['server_pct']:.0f}%")
+            cpu = result.extras
+            cells.append(f"{cpu['client_pct']:.0f}% / {cpu['server_pct']:.0f}%")
         if any(c != "-" for c in cells):
             lines.append([workload, *cells])
     return _align(lines) if len(lines) > 1 else ""

@@ -50,6 +50,7 @@ import json
 import os
 import platform
 import resource
+import signal
 import sys
 import traceback
 from collections.abc import Awaitable, Callable
@@ -268,12 +269,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     sizes = sizes_for(args)
     raise_fd_limit()
+    # SIGTERM unwinds like Ctrl-C, so every started server is stopped and its temp dir removed.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     if args.profile:
         import bench_chanctl
 
         args.profile.mkdir(parents=True, exist_ok=True)
         bench_chanctl.PROFILE_DIR = args.profile.resolve()
-    results, failures = asyncio.run(run_all(args, sizes))
+    try:
+        results, failures = asyncio.run(run_all(args, sizes))
+    except KeyboardInterrupt:
+        progress("interrupted: servers stopped, temp dirs removed")
+        return 130
     print(render(results, sizes, args))
     if args.json:
         save_json(args.json, results, sizes)

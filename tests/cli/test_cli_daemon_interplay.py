@@ -7,12 +7,15 @@ from __future__ import annotations
 import json
 import os
 import signal
+from collections.abc import Callable
 
-from conftest_helpers import read_until
-from daemonkit import DaemonProcess, wait_for
+from clikit import Chanctl, read_until
+from daemonkit import DaemonProcess, TestEnv, wait_for
+
+StartDaemon = Callable[..., DaemonProcess]
 
 
-def test_first_command_starts_the_daemon(ch_nodaemon, tenv):
+def test_first_command_starts_the_daemon(ch_nodaemon: Chanctl, tenv: TestEnv) -> None:
     run = ch_nodaemon.ok("pub", "demo", "hello")
     assert "started daemon" in run.err
     assert ch_nodaemon.ok("tail", "demo", "--no-follow").lines == ["hello"]
@@ -20,7 +23,7 @@ def test_first_command_starts_the_daemon(ch_nodaemon, tenv):
     assert quiet.err == ""
 
 
-def test_five_racing_commands_start_one_daemon(ch_nodaemon, tenv):
+def test_five_racing_commands_start_one_daemon(ch_nodaemon: Chanctl, tenv: TestEnv) -> None:
     procs = [ch_nodaemon.popen("pub", "race", f"m{i}") for i in range(5)]
     results = [(p.wait(60), p.stderr.read().decode() if p.stderr else "") for p in procs]
     assert all(code == 0 for code, _ in results), results
@@ -31,7 +34,7 @@ def test_five_racing_commands_start_one_daemon(ch_nodaemon, tenv):
     assert len(holders) == 1
 
 
-def test_no_autostart_exits_69(ch_nodaemon):
+def test_no_autostart_exits_69(ch_nodaemon: Chanctl) -> None:
     run = ch_nodaemon("pub", "x", "hi", env={"CHANCTL_NO_AUTOSTART": "1"})
     assert run.code == 69
     assert run.err.startswith("error: no daemon at unix://")
@@ -39,9 +42,7 @@ def test_no_autostart_exits_69(ch_nodaemon):
     assert not list(ch_nodaemon.tenv.root.rglob("chanctl.sock"))
 
 
-def test_tcp_url_with_token(start_daemon, tenv):
-    from conftest import Chanctl  # type: ignore[import-not-found]
-
+def test_tcp_url_with_token(start_daemon: StartDaemon, tenv: TestEnv) -> None:
     daemon = start_daemon("--listen", "127.0.0.1:0")
     host, port = daemon.tcp_address()
     url = f"http://{host}:{port}"
@@ -54,34 +55,34 @@ def test_tcp_url_with_token(start_daemon, tenv):
     assert refused.code == 1 and "CHANCTL_TOKEN" in refused.err
 
 
-def test_tail_survives_daemon_restart_without_loss_or_duplicates(start_daemon, tenv):
-    from conftest import Chanctl  # type: ignore[import-not-found]
-
+def test_tail_survives_daemon_restart_without_loss_or_duplicates(
+    start_daemon: StartDaemon, tenv: TestEnv
+) -> None:
     ch = Chanctl(tenv)
     first = start_daemon(store="local")
     ch.ok("pub", "r", *[f"a{i}" for i in range(100)])
     tail = ch.popen("tail", "r", "-n", "all", "--json")
     assert tail.stdout is not None
-    read_until(tail.stdout, b'"data":"a99"')
+    seen = read_until(tail.stdout, b'"data":"a99"')
     os.kill(first.pid, signal.SIGKILL)  # a crash, not a clean stop
     first.wait_exit()
-    ch("pub", "r", "lost?", env={"CHANCTL_NO_AUTOSTART": "1"})  # refused: no daemon
+    assert ch("pub", "r", "x", env={"CHANCTL_NO_AUTOSTART": "1"}).code == 69  # no daemon
     start_daemon(store="local")
     ch.ok("pub", "r", *[f"b{i}" for i in range(100)])
     ch.ok("close", "r")
     assert tail.wait(60) == 0
-    rest = tail.stdout.read()
-    records = [json.loads(line) for line in (b"" + rest).splitlines() if line]
-    seqs = [r["seq"] for r in records]
-    assert seqs == list(range(seqs[0], 200)) if seqs else False
-    assert records[-1]["data"] == "b99"
+    records = [json.loads(line) for line in (seen + tail.stdout.read()).splitlines()]
+    assert [r["seq"] for r in records] == list(range(200))
+    assert [r["data"] for r in records] == [f"a{i}" for i in range(100)] + [
+        f"b{i}" for i in range(100)
+    ]
 
 
-def test_pub_from_stdin_survives_daemon_restart_exactly_once(start_daemon, tenv):
+def test_pub_from_stdin_survives_daemon_restart_exactly_once(
+    start_daemon: StartDaemon, tenv: TestEnv
+) -> None:
     """A producer keeps writing while the daemon is killed and restarted: every line lands
     exactly once (idempotent producer + retry from the same batch)."""
-    from conftest import Chanctl  # type: ignore[import-not-found]
-
     ch = Chanctl(tenv)
     first = start_daemon(store="local")
     pub = ch.popen("pub", "p", stdin=-1)  # subprocess.PIPE
@@ -103,10 +104,6 @@ def test_pub_from_stdin_survives_daemon_restart_exactly_once(start_daemon, tenv)
     assert lines == [str(i) for i in range(6000)]
 
 
-def _count(ch: object, name: str) -> int:
-    run = ch("info", name, "--json")  # type: ignore[operator]
+def _count(ch: Chanctl, name: str) -> int:
+    run = ch("info", name, "--json")
     return int(json.loads(run.text)["messages"]) if run.code == 0 else 0
-
-
-def test_daemon_fixture_type(daemon):
-    assert isinstance(daemon, DaemonProcess)

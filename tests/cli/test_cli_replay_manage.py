@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 import time
 
+from clikit import Chanctl
+
 from chanctl.protocol import format_offset, format_time
 
 
-def test_replay_prints_history_from_the_start(ch):
+def test_replay_prints_history_from_the_start(ch: Chanctl) -> None:
     ch.ok("pub", "r", *[str(i) for i in range(30)])
     assert ch.ok("replay", "r").lines == [str(i) for i in range(30)]
     assert ch.ok("replay", "r", "--from", "27").lines == ["27", "28", "29"]
@@ -19,7 +21,7 @@ def test_replay_prints_history_from_the_start(ch):
     assert ch("replay", "missing").code == 4
 
 
-def test_replay_since_until_window(ch):
+def test_replay_since_until_window(ch: Chanctl) -> None:
     ch.ok("pub", "w", "before")
     mid = time.time()
     ch.ok("pub", "w", "inside")
@@ -31,7 +33,7 @@ def test_replay_since_until_window(ch):
     assert ch.ok("replay", "w", "--until", until).lines == ["before", "inside"]
 
 
-def test_replay_speed_keeps_the_original_gaps(ch):
+def test_replay_speed_keeps_the_original_gaps(ch: Chanctl) -> None:
     ch.ok("pub", "sp", "a")
     gap_start = time.monotonic()
     while time.monotonic() - gap_start < 0.6:  # a measured gap between two publishes
@@ -48,7 +50,7 @@ def test_replay_speed_keeps_the_original_gaps(ch):
     assert ch("replay", "sp", "--speed", "0").code == 2
 
 
-def test_ls_plain_and_json(ch):
+def test_ls_plain_and_json(ch: Chanctl) -> None:
     ch.ok("pub", "alpha", "1", "2")
     ch.ok("pub", "beta/one", "x")
     ch.ok("close", "beta/one")
@@ -60,7 +62,7 @@ def test_ls_plain_and_json(ch):
     assert doc[0]["messages"] == 2 and doc[1]["closed"] is True
 
 
-def test_info_reports_offsets_and_settings(ch):
+def test_info_reports_offsets_and_settings(ch: Chanctl) -> None:
     ch.ok("pub", "i", "a", "b", "c")
     doc = json.loads(ch.ok("info", "i", "--json").text)
     assert doc["name"] == "i" and doc["messages"] == 3
@@ -72,7 +74,7 @@ def test_info_reports_offsets_and_settings(ch):
     assert ch("info", "nope").code == 4
 
 
-def test_close_makes_the_channel_read_only(ch):
+def test_close_makes_the_channel_read_only(ch: Chanctl) -> None:
     ch.ok("pub", "c", "x")
     ch.ok("close", "c")
     ch.ok("close", "c")  # idempotent
@@ -82,7 +84,7 @@ def test_close_makes_the_channel_read_only(ch):
     assert ch("close", "missing").code == 4
 
 
-def test_rm_needs_force_without_a_terminal(ch):
+def test_rm_needs_force_without_a_terminal(ch: Chanctl) -> None:
     ch.ok("pub", "gone", "x")
     ch.ok("pub", "gone2", "x")
     refused = ch("rm", "gone")
@@ -94,8 +96,31 @@ def test_rm_needs_force_without_a_terminal(ch):
     assert missing.code == 4 and missing.err.startswith("error: no channel 'gone'")
 
 
-def test_errors_are_one_line_and_name_the_problem(ch):
+def test_errors_are_one_line_and_name_the_problem(ch: Chanctl) -> None:
     run = ch("pub", "x", "-H", "novalue", "m")
     assert run.code == 2
     assert run.err.splitlines()[0] == "error: invalid header 'novalue'"
     assert "Traceback" not in run.err
+
+
+def _complete(ch: Chanctl, words: str) -> tuple[int, list[str]]:
+    env = {
+        "_CHANCTL_COMPLETE": "complete_bash",
+        "COMP_WORDS": words,
+        "COMP_CWORD": str(len(words.split()) - (0 if words.endswith(" ") else 1)),
+    }
+    run = ch(env=env)
+    return run.code, [line for line in run.lines if line]
+
+
+def test_channel_names_complete_from_the_daemon(ch: Chanctl) -> None:
+    ch.ok("pub", "build-1", "x")
+    ch.ok("pub", "build-2", "x")
+    ch.ok("pub", "other", "x")
+    assert _complete(ch, "chanctl tail bu") == (0, ["build-1", "build-2"])
+    assert _complete(ch, "chanctl info o") == (0, ["other"])
+
+
+def test_completion_is_silent_and_never_starts_a_daemon(ch_nodaemon: Chanctl) -> None:
+    assert _complete(ch_nodaemon, "chanctl tail bu") == (0, [])
+    assert not list(ch_nodaemon.tenv.root.rglob("chanctl.sock"))

@@ -13,6 +13,7 @@ import pytest
 from chanctl.daemon.store.base import StorageFailed
 from chanctl.daemon.store.local import LocalStore
 from chanctl.daemon.store.local.disk import Disk, Failpoints
+from chanctl.daemon.store.local.fdpool import FdPool
 from chanctl.daemon.store.local.meta import decode_dir_name, encode_dir_name
 
 from .storekit import batch, channel_dir, config, local_store, read_all, segment_files, settings
@@ -165,4 +166,59 @@ async def test_an_unreadable_channel_is_reported_and_can_be_deleted(tmp_path: Pa
     assert [m.data for m in await read_all(store, "fine", 0)] == [b"y"]
     await store.delete("broken")
     assert store.names() == ["fine"] and not channel_dir(tmp_path, "broken").exists()
+    await store.stop()
+
+
+def test_fd_pool_never_closes_a_pinned_descriptor(tmp_path: Path) -> None:
+    disk = Disk(Failpoints(""))
+    pool = FdPool(disk, cap=2)
+    paths = []
+    for i in range(4):
+        p = tmp_path / f"f{i}"
+        p.write_bytes(b"x")
+        paths.append(str(p))
+    fds = [pool.acquire(p) for p in paths]  # all pinned: the pool may exceed its cap
+    for fd in fds:
+        os.fstat(fd)  # still open
+    pool.forget(paths[0])  # removed while in use: closed only on release
+    os.fstat(fds[0])
+    for p, fd in zip(paths, fds, strict=True):
+        pool.release(p, fd)
+    assert len(pool) <= 2
+    with pytest.raises(OSError):
+        os.fstat(fds[0])
+    pool.close_all()
+
+
+async def test_concurrent_readers_and_writers_with_a_tiny_fd_pool(tmp_path: Path) -> None:
+    store = LocalStore(settings(tmp_path, segment_bytes=1024), max_open_fds=2)
+    await store.start()
+    names = [f"c{i}" for i in range(5)]
+    for name in names:
+        await store.create(name, config(), batch())
+    finished: set[str] = set()
+
+    async def write(name: str, w: int) -> None:
+        for i in range(60):
+            await store.submit(name, batch(*[f"{w}:{i}:{j}".encode() for j in range(i % 4)]))
+
+    async def tail(name: str) -> int:
+        seq = 0
+        while True:
+            got = await store.read_raw(name, seq, 200, 9)
+            assert got.next_seq - seq == len(got.lengths)
+            seq = got.next_seq
+            if got.up_to_date:
+                if name in finished:
+                    return seq
+                await store.wait(name, seq, 0.2)
+
+    readers = [asyncio.create_task(tail(name)) for name in names]
+    await asyncio.gather(*(write(name, w) for name in names for w in range(3)))
+    for name in names:
+        await store.submit(name, batch(b"end"))
+        finished.add(name)
+    for name, end in zip(names, await asyncio.gather(*readers), strict=True):
+        st = await store.get(name)
+        assert st is not None and end == st.durable_seq == st.next_seq
     await store.stop()

@@ -54,6 +54,7 @@ class ChannelLog:
         self.state = state
         self.segments = segments  # oldest first; the last one is active
         self.failed: StoreError | None = None
+        self.removed = False  # the channel was deleted for good
         self.indexing: dict[str, asyncio.Future[None]] = {}
         self._queue: list[Pending] = []
         self._writer: asyncio.Task[None] | None = None

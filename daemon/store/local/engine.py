@@ -278,7 +278,7 @@ class LocalStore:
         try:
             if lg is not None:
                 await lg.drain(final_sync=False)
-                lg.state.deleted = True
+                lg.state.deleted = lg.removed = True
                 lg.forget_files()
                 lg.wake()
             await self._shared.run(delete_blocking, self._disk, self._root, dirname, self._sync)

@@ -37,12 +37,12 @@ class FdPool:
         """An fd for ``path`` (read + append), pinned until ``release(path, fd)``."""
         entry = self._entries.get(path)
         if entry is None:
-            entry = _Entry(self._disk.open_append(path))
+            entry = _Entry(self._disk.open_append(path), refs=1)  # pinned before evicting
             self._entries[path] = entry
             self._evict()
         else:
             self._entries.move_to_end(path)
-        entry.refs += 1
+            entry.refs += 1
         return entry.fd
 
     def adopt(self, path: str, fd: int) -> None:

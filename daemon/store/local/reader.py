@@ -14,7 +14,7 @@ import logging
 import os
 from bisect import bisect_right
 
-from ..base import ChannelGone, CorruptData, StorageFailed
+from ..base import ChannelGone, ChannelMissing, CorruptData, StorageFailed
 from .channel_log import ChannelLog
 from .segment import ReadPlan, Segment, SegmentRead, index_blocking, read_blocking
 
@@ -97,6 +97,8 @@ def _acquire(lg: ChannelLog, seg: Segment) -> int:
     try:
         return lg.shared.pool.acquire(seg.path)
     except FileNotFoundError:
+        if lg.removed:  # deleted while this read was on its way
+            raise ChannelMissing(lg.state.name) from None
         seg.mark_bad(0, seg.base)
         _quarantine(lg, seg, seg.base, "segment file is missing")
         raise CorruptData(lg.state.name, seg.base, "segment file is missing") from None
