@@ -136,3 +136,21 @@ def cpu_table(results: Mapping[str, Mapping[str, Result]], systems: Sequence[str
         if any(c != "-" for c in cells):
             lines.append([workload, *cells])
     return _align(lines) if len(lines) > 1 else ""
+
+
+def extra_notes(results: Mapping[str, Mapping[str, Result]]) -> list[str]:
+    """Context figures that have no row of their own (medians when --repeat was given)."""
+    notes = []
+    catchup = results.get("chanctl", {}).get("catchup")
+    if catchup is not None and "restart_s" in catchup.extras:
+        notes.append(
+            f"chanctl catch-up was read through a daemon restarted on the loaded data; "
+            f"the restart took {catchup.extras['restart_s']:.2f}s"
+        )
+    rss = results.get("chanctl", {}).get("rss")
+    if rss is not None and "create_per_s" in rss.extras:
+        notes.append(
+            f"chanctl channel creation (PUT + one POST, 16 at a time): "
+            f"{rss.extras['create_per_s']:,.0f} channels/s"
+        )
+    return notes

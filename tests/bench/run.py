@@ -206,7 +206,7 @@ def header(sizes: Sizes, args: argparse.Namespace) -> str:
             f"messages: 100 bytes; every server fsyncs before acknowledging; "
             f"appends/batches run {sizes.append_seconds:g}s each",
             f"disk: serial 100-byte write + fdatasync in /tmp, median {_fsync_probe():.0f} µs; "
-            f"load average {_load()} (other work on the machine skews every column)",
+            f"load average at the start {_load()} (other work on the machine skews every column)",
         ]
     )
 
@@ -227,16 +227,16 @@ def _or_name(name: str) -> str:
         return name
 
 
-def render(results: dict[str, dict[str, Result]], sizes: Sizes, args: argparse.Namespace) -> str:
-    parts = [
-        header(sizes, args),
-        "",
-        bench_report.table(results, bench_report.rows(sizes), args.systems),
-    ]
+def render(
+    results: dict[str, dict[str, Result]], head: str, sizes: Sizes, args: argparse.Namespace
+) -> str:
+    """The whole printed report: header, the table, CPU use, notes and any profiles."""
+    parts = [head, "", bench_report.table(results, bench_report.rows(sizes), args.systems)]
     cpu = bench_report.cpu_table(results, args.systems)
     if cpu:
         parts += ["", "CPU during the timed windows, % of one core (bench client / server):", cpu]
     notes = [n for per in results.values() for r in per.values() for n in r.notes]
+    notes += bench_report.extra_notes(results)
     notes.append(f"load average at the end: {_load()}")
     parts += ["", "notes:", *(f"- {n}" for n in notes)]
     if args.profile:
@@ -276,12 +276,13 @@ def main(argv: list[str] | None = None) -> int:
 
         args.profile.mkdir(parents=True, exist_ok=True)
         bench_chanctl.PROFILE_DIR = args.profile.resolve()
+    head = header(sizes, args)  # before the runs: the fsync probe and load describe the start
     try:
         results, failures = asyncio.run(run_all(args, sizes))
     except KeyboardInterrupt:
         progress("interrupted: servers stopped, temp dirs removed")
         return 130
-    print(render(results, sizes, args))
+    print(render(results, head, sizes, args))
     if args.json:
         save_json(args.json, results, sizes)
         progress(f"results saved to {args.json}")
