@@ -8,11 +8,17 @@ all of them afterwards (terminate, wait, kill).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from daemonkit import DaemonProcess, StartDaemon, TestEnv
+
+# Processes the tests start (`python -m chanctl.daemon`, `python -c ...`) must import the
+# installed package, where daemon/ lives at chanctl/daemon. Run from the repo root, the cwd on
+# sys.path would put the source folder chanctl/ (which has no daemon/ inside) first.
+os.environ["PYTHONSAFEPATH"] = "1"
 
 
 @pytest.fixture

@@ -30,7 +30,11 @@ class UnixHTTPConnection(http.client.HTTPConnection):
 
 
 def request(
-    sock: str, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
+    sock: str,
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
 ) -> tuple[int, dict[str, str], bytes]:
     conn = UnixHTTPConnection(sock)
     try:
@@ -50,8 +54,16 @@ class DaemonProc:
 
     def start(self, env: dict[str, str] | None = None, wait: bool = True) -> None:
         argv = [
-            sys.executable, "-m", "chanctl.daemon", "--foreground",
-            "--socket", str(self.sock), "--data-dir", str(self.data_dir), "--fsync", self.fsync,
+            sys.executable,
+            "-m",
+            "chanctl.daemon",
+            "--foreground",
+            "--socket",
+            str(self.sock),
+            "--data-dir",
+            str(self.data_dir),
+            "--fsync",
+            self.fsync,
         ]
         full_env = {**os.environ, **(env or {})}
         with open(self.log, "ab") as logf:
@@ -64,7 +76,9 @@ class DaemonProc:
         while time.monotonic() < deadline:
             assert self.proc is not None
             if self.proc.poll() is not None:
-                raise RuntimeError(f"daemon exited {self.proc.returncode}: {self.log.read_text()[-2000:]}")
+                raise RuntimeError(
+                    f"daemon exited {self.proc.returncode}: {self.log.read_text()[-2000:]}"
+                )
             try:
                 status, _, body = request(str(self.sock), "GET", "/v1/health")
                 if status == 200 and json.loads(body).get("ok"):

@@ -33,7 +33,9 @@ class History:
         return [o for o in self.ops if o.channel == channel and o.status == "ok"]
 
     def uncertain_ids(self, channel: str) -> set[str]:
-        return {o.msg_id for o in self.ops if o.channel == channel and o.status in ("info", "invoked")}
+        return {
+            o.msg_id for o in self.ops if o.channel == channel and o.status in ("info", "invoked")
+        }
 
 
 def producer_of(msg_id: str) -> str:
@@ -44,9 +46,7 @@ def number_of(msg_id: str) -> int:
     return int(msg_id.rsplit(":", 1)[1])
 
 
-def check(
-    history: History, channel: str, log: list[str], idempotent: set[str]
-) -> list[str]:
+def check(history: History, channel: str, log: list[str], idempotent: set[str]) -> list[str]:
     """Problems found comparing the recovered log ``log`` (ids in offset order) to the history."""
     problems: list[str] = []
     acked = history.acked(channel)

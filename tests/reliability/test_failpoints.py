@@ -20,7 +20,11 @@ def _post(
     d: DaemonProc, name: str, msgs: list[str], extra: dict[str, str] | None = None
 ) -> tuple[int, dict[str, str]]:
     status, headers, _ = request(
-        str(d.sock), "POST", f"/v1/stream/{name}", json.dumps(msgs).encode(), {**JSON, **(extra or {})}
+        str(d.sock),
+        "POST",
+        f"/v1/stream/{name}",
+        json.dumps(msgs).encode(),
+        {**JSON, **(extra or {})},
     )
     return status, headers
 

@@ -52,7 +52,7 @@ async def _publish(
             op = history.invoke(f"{pid}:{n}", channel)
             try:
                 await _append(s, op, pid if idem else None, n)
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+            except (TimeoutError, aiohttp.ClientError, OSError):
                 op.status = "info"
                 return op
     return None

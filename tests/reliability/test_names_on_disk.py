@@ -17,9 +17,25 @@ from .daemonproc import DaemonProc, request
 
 JSON = {"Content-Type": "application/json"}
 CORPUS = [
-    "../../etc/passwd", "..%2f..%2f", "%2e%2e", "/etc", "a/../../b", "a\x00b", "\\..\\", ".",
-    "..", "CON", "trailing.", "trailing ", "x" * 4096, "ctl\x1b[2J", "caf\u00e9", "cafe\u0301",
-    "\u202eevil", "a//b", "a/./b",
+    "../../etc/passwd",
+    "..%2f..%2f",
+    "%2e%2e",
+    "/etc",
+    "a/../../b",
+    "a\x00b",
+    "\\..\\",
+    ".",
+    "..",
+    "CON",
+    "trailing.",
+    "trailing ",
+    "x" * 4096,
+    "ctl\x1b[2J",
+    "caf\u00e9",
+    "cafe\u0301",
+    "\u202eevil",
+    "a//b",
+    "a/./b",
 ]
 ACCEPTED_DISTINCT = ["Ab", "aB", "CON", "trailing.", "a/b", "a_b", "a-b", "a.b", "a:b"]
 
@@ -63,7 +79,9 @@ def test_b4_distinct_names_never_share_storage(tmp_path: Path) -> None:
     d = DaemonProc(tmp_path / "data", tmp_path / "s.sock", tmp_path / "daemon.log")
     d.start()
     for name in ACCEPTED_DISTINCT:
-        status, _, _ = request(str(d.sock), "PUT", f"/v1/stream/{name}", json.dumps([name]).encode(), JSON)
+        status, _, _ = request(
+            str(d.sock), "PUT", f"/v1/stream/{name}", json.dumps([name]).encode(), JSON
+        )
         assert status == 201, name
     d.stop()
     d.start()  # read back from disk, not from memory
