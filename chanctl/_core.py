@@ -32,17 +32,19 @@ class Request:
     body: bytes | None = None
 
 
-def _url(channel: str, **query: str) -> str:
-    path = quote(p.stream_path(ce.checked(p.validate_name, channel)), safe="/:")
+def _url(channel: str, lane: str = p.LANE_OUTPUT, **query: str) -> str:
+    path = quote(p.lane_path(lane, ce.checked(p.validate_name, channel)), safe="/:")
     # DS clients SHOULD sort query parameters (better cache collapsing).
     return path + ("?" + urlencode(sorted(query.items())) if query else "")
 
 
-def create_request(channel: str) -> Request:
-    return Request("PUT", _url(channel), _JSON)
+def create_request(channel: str, lane: str = p.LANE_OUTPUT) -> Request:
+    return Request("PUT", _url(channel, lane), _JSON)
 
 
-def append_request(channel: str, body: bytes, producer: tuple[str, int, int]) -> Request:
+def append_request(
+    channel: str, body: bytes, producer: tuple[str, int, int], lane: str = p.LANE_OUTPUT
+) -> Request:
     pid, epoch, seq = producer
     headers = {
         **_JSON,
@@ -50,7 +52,7 @@ def append_request(channel: str, body: bytes, producer: tuple[str, int, int]) ->
         p.H_PRODUCER_EPOCH: str(epoch),
         p.H_PRODUCER_SEQ: str(seq),
     }
-    return Request("POST", _url(channel), headers, body)
+    return Request("POST", _url(channel, lane), headers, body)
 
 
 def close_request(channel: str) -> Request:
@@ -61,25 +63,43 @@ def delete_request(channel: str) -> Request:
     return Request("DELETE", _url(channel))
 
 
-def head_request(channel: str) -> Request:
-    return Request("HEAD", _url(channel))
+def head_request(channel: str, lane: str = p.LANE_OUTPUT) -> Request:
+    return Request("HEAD", _url(channel, lane))
 
 
-def read_request(channel: str, offset: str, live: bool = False, cursor: str = "") -> Request:
+def read_request(
+    channel: str, offset: str, live: bool = False, cursor: str = "", lane: str = p.LANE_OUTPUT
+) -> Request:
     query = {"offset": offset}
     if live:
         query["live"] = "long-poll"
         if cursor:
             query["cursor"] = cursor
-    return Request("GET", _url(channel, **query))
+    return Request("GET", _url(channel, lane, **query))
 
 
-def cursor_request(method: str, channel: str, name: str | None, offset: str = "") -> Request:
+def cursor_request(
+    method: str, channel: str, name: str | None, offset: str = "", lane: str = p.LANE_OUTPUT
+) -> Request:
     path = quote(p.cursor_path(ce.checked(p.validate_name, channel)), safe="/:")
-    if name is not None:
-        path += "?" + urlencode({"name": ce.checked(p.validate_cursor_name, name)})
+    query = {} if name is None else {"name": ce.checked(p.validate_cursor_name, name)}
+    if lane != p.LANE_OUTPUT:
+        query[p.LANE_QUERY] = lane
+    if query:
+        path += "?" + urlencode(sorted(query.items()))
     body = json.dumps({"offset": offset}).encode() if method == "PUT" else None
     return Request(method, path, _JSON if body else {}, body)
+
+
+def producer_request(
+    method: str, channel: str, body: dict[str, object] | None = None, **query: str
+) -> Request:
+    """A request to ``/v1/producer/{channel}``: a run's liveness (attach, heartbeat, detach)."""
+    path = quote(p.producer_path(ce.checked(p.validate_name, channel)), safe="/:")
+    if query:
+        path += "?" + urlencode(sorted(query.items()))
+    data = None if body is None else json.dumps(body).encode()
+    return Request(method, path, _JSON if data is not None else {}, data)
 
 
 class Producer:
@@ -89,9 +109,10 @@ class Producer:
     was first sent with, after a dropped connection or a daemon restart, appends it exactly once.
     """
 
-    def __init__(self) -> None:
-        self.id = "chanctl-" + os.urandom(16).hex()  # os, not uuid: ~5 ms less start-up
-        self.epoch = 0
+    def __init__(self, producer_id: str | None = None, epoch: int = 0) -> None:
+        # os, not uuid: ~5 ms less start-up. `run` passes its fixed id and daemon-given epoch.
+        self.id = producer_id or "chanctl-" + os.urandom(16).hex()
+        self.epoch = epoch
         self._next: dict[str, int] = {}
 
     def take(self, channel: str) -> tuple[str, int, int]:

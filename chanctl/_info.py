@@ -159,3 +159,22 @@ def parse_cursors(resp: Response) -> dict[str, str]:
     doc = json.loads(resp.body or b"{}")
     items = doc.get("cursors", []) if isinstance(doc, dict) else []
     return {str(c["name"]): str(c["offset"]) for c in items if isinstance(c, dict)}
+
+
+def describe_producer(doc: object) -> str:
+    """One line for a channel's ``run`` producer (``ls``, ``info``): attached, lost or exited."""
+    if not isinstance(doc, dict) or doc.get("state") in (None, "none"):
+        return "-"
+    import time
+
+    def clock(key: str) -> str:
+        value = doc.get(key)
+        return time.strftime("%H:%M:%S", time.localtime(value)) if isinstance(value, float) else "?"
+
+    who = f"pid {doc.get('pid')} on {doc.get('host')}"
+    state = doc.get("state")
+    if state == "attached":
+        return f"attached ({who}, since {clock('since')})"
+    if state == "lost":
+        return f"lost ({who}, last seen {clock('last_seen')})"
+    return f"{state} ({who}, exit {doc.get('exit_status')})"

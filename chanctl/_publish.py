@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from . import _core as core
+from . import protocol as p
 from ._info import Published
 
 if TYPE_CHECKING:
@@ -25,10 +26,16 @@ class Pipeline:
     """One ``publish_many`` call; the caller holds the client's lock for its whole run."""
 
     def __init__(
-        self, client: Client, channel: str, type_: str, headers: Mapping[str, str] | None
+        self,
+        client: Client,
+        channel: str,
+        type_: str,
+        headers: Mapping[str, str] | None,
+        lane: str = p.LANE_OUTPUT,
     ) -> None:
         self.client = client
         self.channel = channel
+        self.lane = lane
         self.type = type_
         self.headers = headers
         self.count = 0
@@ -73,7 +80,7 @@ class Pipeline:
                 jobs.task_done()
 
     def _send(self, body: bytes, count: int) -> None:
-        resp = self.client.append_body_locked(self.channel, body, count)
+        resp = self.client.append_body_locked(self.channel, body, count, self.lane)
         self.count += count
         self.next_offset = resp.header("Stream-Next-Offset") or self.next_offset
 

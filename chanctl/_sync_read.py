@@ -40,6 +40,7 @@ class TailOptions:
     timeout: float | None = None
     cursor: str | None = None
     speed: float | None = None
+    lane: str = p.LANE_OUTPUT  # LANE_CONTROL reads the channel's steering messages
 
     @classmethod
     def build(
@@ -56,10 +57,13 @@ class TailOptions:
         timeout: float | None = None,
         cursor: str | None = None,
         speed: float | None = None,
+        lane: str = p.LANE_OUTPUT,
     ) -> TailOptions:
         ce.checked(p.validate_name, channel)
         if cursor is not None:
             ce.checked(p.validate_cursor_name, cursor)
+        if lane not in (p.LANE_OUTPUT, p.LANE_CONTROL):
+            raise ce.InvalidArgument(f"unknown lane {lane!r}: use output or control")
         return cls(
             channel,
             last,
@@ -72,6 +76,7 @@ class TailOptions:
             timeout,
             cursor,
             speed,
+            lane,
         )
 
 
@@ -117,7 +122,8 @@ class Tail:
     def batches(self) -> Iterator[Batch]:
         """Yield each answer with messages, and each 'up to date' moment (maybe empty)."""
         try:
-            state = ReadState(self.opts.channel, self._start_offset(), self.opts.follow)
+            opts = self.opts
+            state = ReadState(opts.channel, self._start_offset(), opts.follow, opts.lane)
             self.offset = state.offset
             while not state.done and not self._filter.finished:
                 batch = self._filter.apply(state.feed(self._fetch(state.request(), state)))
@@ -166,7 +172,8 @@ class Tail:
         """HEAD the channel, waiting for it to appear when ``wait`` is set."""
         delay = 0.05
         while True:
-            resp = self.client.send_via(self._transport, core.head_request(self.opts.channel))
+            head = core.head_request(self.opts.channel, self.opts.lane)
+            resp = self.client.send_via(self._transport, head)
             if resp.status != 404 or not self.opts.wait:
                 core.check(resp, self.opts.channel, "read")
                 return resp
@@ -178,7 +185,7 @@ class Tail:
     def _start_offset(self) -> str:
         opts = self.opts
         if opts.cursor is not None:
-            saved = self.client.get_cursor(opts.channel, opts.cursor)
+            saved = self.client.get_cursor(opts.channel, opts.cursor, lane=opts.lane)
             if saved is not None:
                 self._saved = saved
                 self._head()
@@ -201,9 +208,10 @@ class Tail:
         try:
             probe = next(search)
             while True:
-                resp = self.client.send_via(
-                    self._transport, core.read_request(self.opts.channel, p.format_offset(probe))
+                req = core.read_request(
+                    self.opts.channel, p.format_offset(probe), lane=self.opts.lane
                 )
+                resp = self.client.send_via(self._transport, req)
                 probe = search.send(first_time(resp))
         except StopIteration as done:
             return int(done.value)
@@ -212,10 +220,9 @@ class Tail:
         end = p.parse_offset(self.offset or "")
         if end == 0:
             return None
-        resp = self.client.send_via(
-            self._transport, core.read_request(self.opts.channel, p.format_offset(end - 1))
-        )
-        batch = ReadState(self.opts.channel, "", False).feed(resp)
+        req = core.read_request(self.opts.channel, p.format_offset(end - 1), lane=self.opts.lane)
+        resp = self.client.send_via(self._transport, req)
+        batch = ReadState(self.opts.channel, "", False, self.opts.lane).feed(resp)
         return batch.values[0] if batch.values else None
 
     def _paced(self, batch: Batch) -> Iterator[Batch]:
@@ -236,7 +243,7 @@ class Tail:
         now = time.monotonic()
         if force or now - self._last_save >= CURSOR_SAVE_INTERVAL:
             assert self.offset is not None
-            self.client.set_cursor(self.opts.channel, self.opts.cursor, self.offset)
+            self.client.set_cursor(self.opts.channel, self.opts.cursor, self.offset, self.opts.lane)
             self._saved, self._last_save = self.offset, now
 
 

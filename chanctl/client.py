@@ -19,6 +19,7 @@ from ._sync_read import Tail, TailOptions
 from .transport import Dropped, Response, Transport, Unreachable, resolve_endpoint
 
 if TYPE_CHECKING:
+    from ._steering import Sent, Waited
     from .daemonctl import DaemonStatus
 
 
@@ -162,37 +163,43 @@ class Client:
         *,
         type: str = p.TYPE_MESSAGE,
         headers: Mapping[str, str] | None = None,
+        lane: str = p.LANE_OUTPUT,
     ) -> Published:
         """Append every item as one message, in order, in JSON-array batches of up to ~1 MiB.
 
         ``items`` may be an endless iterator (e.g. lines of a pipe): batches are sent while the
         next ones are encoded, and a batch goes out as soon as the sender is idle, so slow
-        producers see low latency and fast ones get full batches.
+        producers see low latency and fast ones get full batches. ``lane`` is
+        ``protocol.LANE_OUTPUT`` (the channel itself) or ``LANE_CONTROL`` (see ``send``).
         """
         from ._publish import Pipeline
 
         ce.checked(p.validate_name, channel)
         with self._lock:
-            return Pipeline(self, channel, type, headers).run(items)
+            return Pipeline(self, channel, type, headers, lane).run(items)
 
-    def append_body_locked(self, channel: str, body: bytes, count: int) -> Response:
+    def append_body_locked(
+        self, channel: str, body: bytes, count: int, lane: str = p.LANE_OUTPUT
+    ) -> Response:
         """POST one encoded batch with the next producer sequence; the caller holds the lock.
 
         A missing channel is created and the same tuple re-sent; a batch the daemon finds too
         large is halved (the refused tuple was not consumed, so the halves reuse it).
         """
-        tuple_ = self._producer.take(channel)
+        key = channel if lane == p.LANE_OUTPUT else channel + p.CONTROL_STORE_SUFFIX
+        tuple_ = self._producer.take(key)
         while True:
-            resp = self._send_locked(core.append_request(channel, body, tuple_))
+            resp = self._send_locked(core.append_request(channel, body, tuple_, lane))
             if resp.status == 404:
-                core.check(self._send_locked(core.create_request(channel)), channel, "create")
+                created = self._send_locked(core.create_request(channel, lane))
+                core.check(created, channel, "create")
                 continue
             if resp.status == 413:
                 halves = core.split_body(body)
                 if halves is not None:
-                    self._producer.undo(channel, tuple_)  # the refused tuple is reusable
-                    self.append_body_locked(channel, halves[0], 0)
-                    return self.append_body_locked(channel, halves[1], 0)
+                    self._producer.undo(key, tuple_)  # the refused tuple is reusable
+                    self.append_body_locked(channel, halves[0], 0, lane)
+                    return self.append_body_locked(channel, halves[1], 0, lane)
             core.check(resp, channel, "publish to")
             return resp
 
@@ -248,18 +255,19 @@ class Client:
 
     # -- cursors ----------------------------------------------------------------------------------
 
-    def get_cursor(self, channel: str, name: str) -> str | None:
-        """The offset stored under cursor ``name`` for ``channel``, or None."""
+    def get_cursor(self, channel: str, name: str, *, lane: str = p.LANE_OUTPUT) -> str | None:
+        """The offset stored under cursor ``name`` for ``channel`` (or its ``lane``), or None."""
         from ._info import cursor_offset
 
         with self._lock:
-            resp = self._send_locked(core.cursor_request("GET", channel, name))
+            resp = self._send_locked(core.cursor_request("GET", channel, name, lane=lane))
         return cursor_offset(resp, channel, name)
 
-    def set_cursor(self, channel: str, name: str, offset: str) -> None:
+    def set_cursor(self, channel: str, name: str, offset: str, lane: str = p.LANE_OUTPUT) -> None:
         """Store ``offset`` (where the next read starts) under cursor ``name``, durably."""
         ce.checked(lambda o: p.format_offset(p.parse_offset(o)), offset)
-        self._call(core.cursor_request("PUT", channel, name, offset), channel, "save cursor of")
+        req = core.cursor_request("PUT", channel, name, offset, lane)
+        self._call(req, channel, "save cursor of")
 
     def delete_cursor(self, channel: str, name: str) -> None:
         self._call(core.cursor_request("DELETE", channel, name), channel, "delete cursor of")
@@ -270,3 +278,86 @@ class Client:
 
         resp = self._call(core.cursor_request("GET", channel, None), channel, "list cursors of")
         return parse_cursors(resp)
+
+    # -- steering (README "Steering and wrapping jobs") -------------------------------------------
+
+    def send(
+        self,
+        channel: str,
+        message: str | bytes,
+        *,
+        type: str = p.TYPE_STEER,
+        headers: Mapping[str, str] | None = None,
+        wait: bool = False,
+        timeout: float | None = None,
+    ) -> Sent:
+        """Append one message for ``channel``'s producer to its control lane (created if needed).
+
+        ``chanctl run`` obeys ``steer`` messages (``stop``, ``kill``, ``signal USR1``, ``pause``,
+        ``resume``, ``stdin TEXT``, ``eof``) and answers each with an ``ack`` on the output
+        lane; other types are left to the job (``recv``). With ``wait``, block until that
+        answer: raises SteeringRefused when the producer refused the message, NotAcknowledged
+        when the channel closed first, TimedOut after ``timeout`` seconds.
+        """
+        from . import _steering
+
+        hdrs = dict(headers) if headers else None
+        return _steering.send(self, channel, message, type, hdrs, wait, timeout)
+
+    def recv(
+        self,
+        channel: str,
+        *,
+        follow: bool = False,
+        cursor: str | None = None,
+        start: str | int | None = None,
+        types: Iterable[str] | None = None,
+        timeout: float | None = None,
+    ) -> Tail:
+        """``channel``'s steering messages, as its producer reads them.
+
+        Starts at the producer position (where the next ``run`` continues; cursor
+        ``producer`` of the control lane) unless ``start`` or ``cursor`` says otherwise;
+        ``follow`` keeps waiting for more, and for the control lane to appear.
+        """
+        if start is None and cursor is None:
+            start = self.get_cursor(channel, p.PRODUCER_CURSOR, lane=p.LANE_CONTROL)
+        opts = TailOptions.build(
+            channel,
+            last=None,
+            start=p.OFFSET_START if start is None else start,
+            follow=follow,
+            wait=follow,
+            cursor=cursor,
+            types=types,
+            timeout=timeout,
+            lane=p.LANE_CONTROL,
+        )
+        return Tail(self, opts)
+
+    def wait(self, channel: str, *, for_: str = "exit", timeout: float | None = None) -> Waited:
+        """Block until ``for_`` holds on ``channel``: ``closed``, ``exit`` (of its latest run),
+        ``match=REGEX`` or ``type=T``. History counts, so a condition already met returns at
+        once. Raises ConditionNotMet when the channel closes first, TimedOut after ``timeout``.
+        """
+        from . import _steering
+
+        return _steering.wait_for(self, channel, _steering.Condition(for_), timeout)
+
+    def output_end(self, channel: str) -> str:
+        """Where ``channel``'s output lane ends now (``-1`` when it does not exist yet)."""
+        with self._lock:
+            resp = self._send_locked(core.head_request(channel))
+        if resp.status == 404:
+            return p.OFFSET_START
+        core.check(resp, channel, "inspect")
+        return resp.header(p.H_NEXT_OFFSET) or p.OFFSET_START
+
+    def producer(self, channel: str) -> dict[str, Any]:
+        """``channel``'s ``run`` producer: ``state`` (attached, lost, exited or none), ``pid``,
+        ``host``, ``since``, ``epoch``, ``exit_status``..."""
+        import json
+
+        resp = self._call(core.producer_request("GET", channel), channel, "describe producer of")
+        doc = json.loads(resp.body or b"{}")
+        return doc if isinstance(doc, dict) else {}

@@ -49,8 +49,52 @@ LongPollOpt = Annotated[
     float | None,
     typer.Option("--long-poll-timeout", metavar="SECONDS", help="Default 30."),
 ]
-# Tests of non-storage behaviour only: the memory store keeps nothing across restarts.
-StoreOpt = Annotated[str, typer.Option("--store", hidden=True)]
+MaxAgeOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--max-age", metavar="AGE", help="Default retention of new channels: 3600, 90m, 7d..."
+    ),
+]
+MaxBytesOpt = Annotated[
+    str | None,
+    typer.Option("--max-bytes", metavar="BYTES", help="Default retention: bytes per channel."),
+]
+MaxMessagesOpt = Annotated[
+    str | None,
+    typer.Option("--max-messages", metavar="N", help="Default retention: messages per channel."),
+]
+StoreOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--store",
+        metavar="STORE",
+        help="local (default) or nats://HOST:PORT[,HOST:PORT...] (env CHANCTL_STORE).",
+    ),
+]
+ReplicasOpt = Annotated[
+    int | None, typer.Option("--replicas", metavar="N", help="NATS: copies of each new channel.")
+]
+
+NatsCredsOpt = Annotated[
+    str | None, typer.Option("--nats-creds", metavar="FILE", help="NATS credentials file.")
+]
+NatsCaOpt = Annotated[
+    str | None, typer.Option("--nats-tls-ca", metavar="FILE", help="CA for the NATS servers.")
+]
+NatsCertOpt = Annotated[
+    str | None, typer.Option("--nats-tls-cert", metavar="FILE", help="Client cert for NATS.")
+]
+NatsKeyOpt = Annotated[
+    str | None, typer.Option("--nats-tls-key", metavar="FILE", help="Its private key.")
+]
+NatsNamespaceOpt = Annotated[
+    str | None,
+    typer.Option("--nats-namespace", metavar="NAME", help="Prefix of NATS streams (chanctl)."),
+]
+NatsSyncOpt = Annotated[
+    str | None,
+    typer.Option("--nats-sync", metavar="POLICY", help="The NATS servers' sync_interval."),
+]
 WaitOpt = Annotated[
     float, typer.Option("--wait", metavar="SECONDS", help="How long to wait until it answers.")
 ]
@@ -82,11 +126,23 @@ def daemon_start(
     fsync: FsyncOpt = None,
     socket: SocketOpt = None,
     long_poll_timeout: LongPollOpt = None,
-    store: StoreOpt = "local",
+    max_age: MaxAgeOpt = None,
+    max_bytes: MaxBytesOpt = None,
+    max_messages: MaxMessagesOpt = None,
+    store: StoreOpt = None,
+    replicas: ReplicasOpt = None,
+    nats_creds: NatsCredsOpt = None,
+    nats_tls_ca: NatsCaOpt = None,
+    nats_tls_cert: NatsCertOpt = None,
+    nats_tls_key: NatsKeyOpt = None,
+    nats_namespace: NatsNamespaceOpt = None,
+    nats_sync: NatsSyncOpt = None,
     wait: WaitOpt = 15.0,
     quiet: QuietOpt = False,
 ) -> None:
     """Start the daemon in the background (or with --foreground)."""
+    import os
+
     from . import daemonctl, paths
     from .daemon.options import DaemonOptions, build_settings, to_argv
 
@@ -99,6 +155,16 @@ def daemon_start(
         socket=str(socket) if socket else None,
         long_poll_timeout=long_poll_timeout,
         store=store,
+        max_age=max_age,
+        max_bytes=max_bytes,
+        max_messages=max_messages,
+        replicas=replicas,
+        nats_creds=nats_creds,
+        nats_tls_ca=nats_tls_ca,
+        nats_tls_cert=nats_tls_cert,
+        nats_tls_key=nats_tls_key,
+        nats_namespace=nats_namespace,
+        nats_sync=nats_sync,
     )
     settings = build_settings(opts)  # validates every flag before anything is spawned
     assert settings.socket_path is not None
@@ -108,7 +174,10 @@ def daemon_start(
         raise typer.Exit(run(settings))
     # Absolute paths: the daemon runs from / and must not depend on our cwd or environment.
     spawn = dataclasses.replace(
-        opts, socket=str(settings.socket_path), data_dir=str(settings.data_dir)
+        opts,
+        socket=str(settings.socket_path),
+        data_dir=str(settings.data_dir),
+        store=store or os.environ.get("CHANCTL_STORE"),
     )
     st = daemonctl.start_detached(to_argv(spawn), settings.socket_path, paths.log_file(), wait)
     _say(f"chanctl: started daemon (pid {st.pid}, socket {st.socket})", quiet)

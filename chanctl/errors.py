@@ -22,6 +22,9 @@ class ExitCode(IntEnum):
     NOT_FOUND = 4
     UNAVAILABLE = 69  # sysexits EX_UNAVAILABLE: daemon unreachable and auto-start disabled
     TIMEOUT = 124  # like timeout(1)
+    RUN_FAILED = 125  # `run`: chanctl failed before or around the child (docker run, timeout(1))
+    CANNOT_EXECUTE = 126  # `run`: the command exists but cannot be run (shell convention)
+    COMMAND_NOT_FOUND = 127  # `run`: no such command
     INTERRUPTED = 130  # 128 + SIGINT
 
 
@@ -149,3 +152,30 @@ def checked(validate: Callable[[str], str], value: str) -> str:
         return validate(value)
     except ValueError as exc:
         raise InvalidArgument(str(exc)) from None
+
+
+# ===========================================================================================
+# Steering and `run` (README "Steering and wrapping jobs").
+# ===========================================================================================
+
+
+class SteeringRefused(ChanctlError):
+    """`send --wait`: the producer answered, but refused the message (malformed, unknown)."""
+
+
+class NotAcknowledged(ChanctlError):
+    """`send --wait`: the channel was closed before its producer answered."""
+
+
+class ConditionNotMet(ChanctlError):
+    """`wait`: the channel was closed before the awaited condition held."""
+
+
+class RunFailed(ChanctlError):
+    """`run`: chanctl itself failed before or around the child (exit 125)."""
+
+    exit_code = ExitCode.RUN_FAILED
+
+
+class ProducerBusy(RunFailed):
+    """`run`: the channel already has a live producer and --takeover was not given."""

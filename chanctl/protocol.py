@@ -40,6 +40,10 @@ H_SSE_ENCODING = "stream-sse-data-encoding"
 H_FSYNC_POLICY = "Chanctl-Fsync-Policy"
 H_CORRUPT_OFFSET = "Chanctl-Corrupt-Offset"
 H_FIRST_OFFSET = "Chanctl-First-Offset"
+# Per-channel retention (PUT, echoed by HEAD): seconds (or <n>s/m/h/d), bytes, messages.
+H_MAX_AGE = "Chanctl-Max-Age"
+H_MAX_BYTES = "Chanctl-Max-Bytes"
+H_MAX_MESSAGES = "Chanctl-Max-Messages"
 
 # Values and SSE control-event fields both sides must spell the same way.
 SSE_ENCODING_BASE64 = "base64"
@@ -346,3 +350,39 @@ class Message:
             return int(self.text.strip())
         except ValueError:
             return None
+
+
+# ===========================================================================================
+# Steering (issue 4; README "Steering and wrapping jobs"). Every channel has two lanes, both
+# plain Durable Streams streams of chanctl messages: the *output* lane at STREAM_PREFIX + name
+# and the *control* lane at CONTROL_PREFIX + name (created by its first append). The daemon
+# stores the control lane under name + CONTROL_STORE_SUFFIX, a name no client can use ('#' is
+# outside NAME_RULES), hides it from listings and deletes it with the channel.
+# ===========================================================================================
+
+CONTROL_PREFIX = "/v1/control/"
+CONTROL_STORE_SUFFIX = "#control"
+LANE_OUTPUT = "output"
+LANE_CONTROL = "control"
+LANE_QUERY = "lane"  # /v1/cursors/{channel}?lane=control addresses the control lane's cursors
+# The control-lane cursor each new producer continues from (`run` advances it as it handles
+# steering), so a message handled once is never handled again and one sent early still arrives.
+PRODUCER_CURSOR = "producer"
+# Producer liveness: PUT attaches or heartbeats, DELETE detaches, GET describes (daemon/liveness.py)
+PRODUCER_PREFIX = "/v1/producer/"
+RUN_PRODUCER_ID = "chanctl-run"  # the Producer-Id every `run` appends with; epochs fence runs
+
+TYPE_STEER = "steer"  # control lane: a command for the wrapper ("stop", "signal USR1", ...)
+TYPE_ACK = "ack"  # output lane: data is JSON {"steer": OFFSET, "cmd", "ok", "detail"}
+# Message header: "1" when the data does not end a line (a split huge line, a flushed partial
+# line); `--raw` then prints no newline after it, so output replays byte for byte.
+HEADER_PARTIAL = "partial"
+
+
+def lane_path(lane: str, name: str) -> str:
+    """The Durable Streams URL path of one lane of a channel."""
+    return (CONTROL_PREFIX if lane == LANE_CONTROL else STREAM_PREFIX) + name
+
+
+def producer_path(name: str) -> str:
+    return PRODUCER_PREFIX + name

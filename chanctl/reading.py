@@ -109,8 +109,9 @@ class Batch:
 class ReadState:
     """The position of one read and the flags the daemon last reported for it."""
 
-    def __init__(self, channel: str, offset: str, follow: bool) -> None:
+    def __init__(self, channel: str, offset: str, follow: bool, lane: str = p.LANE_OUTPUT):
         self.channel = p.validate_name(channel)
+        self.lane = lane
         self.offset = offset
         self.follow = follow
         self.up_to_date = False
@@ -123,7 +124,7 @@ class ReadState:
 
     def request(self) -> Request:
         live = self.follow and self.up_to_date and self.offset != p.OFFSET_START
-        return read_request(self.channel, self.offset, live=live, cursor=self._cursor)
+        return read_request(self.channel, self.offset, live, self._cursor, self.lane)
 
     def feed(self, resp: Response) -> Batch:
         """Digest one answer; raises the typed error for refusals (404 included)."""

@@ -5,7 +5,9 @@ that is what serializes validation and append per channel (two requests can neve
 same Stream-Seq or Producer-Seq check), without a lock on the hot path. The store persists the
 producer stamp, Stream-Seq and close marker atomically with the batch.
 
-Checks run in the protocol's precedence: closed, then content type, then body, then producer,
+A quarantined channel (a read met a corrupt record: C6 of reliability.md) refuses every append
+with 503 (``errors.Quarantined``) before anything else is checked. Then checks run in the
+protocol's precedence: closed, then content type, then body, then producer,
 then Stream-Seq (so a producer's retry is recognised as a duplicate before its Stream-Seq, which
 the original already consumed, could be reported as a regression).
 """
@@ -18,7 +20,7 @@ from collections.abc import Sequence
 from chanctl.protocol import H_CLOSED, H_NEXT_OFFSET, format_offset, parse_content_type
 
 from .core import ServiceCore
-from .errors import BadRequest, Conflict, PayloadTooLarge
+from .errors import BadRequest, Conflict, PayloadTooLarge, Quarantined
 from .jsonmode import split_messages
 from .model import AppendRequest, AppendResult
 from .producers import Verdict, classify, highest_accepted, reject
@@ -28,6 +30,8 @@ from .store.base import AppendBatch, ChannelState, Committed
 async def append(core: ServiceCore, req: AppendRequest) -> AppendResult:
     """POST: append (and/or close); answers once the batch is durable."""
     st = await core.lookup(req.name)
+    if st.corrupt_seq is not None:  # known once a read met the corrupt record
+        raise Quarantined(st.name, st.corrupt_seq)
     close_only = req.close and not req.body
     if not req.body and not req.close:
         raise BadRequest("empty body: an append needs data (or Stream-Closed: true to close)")

@@ -9,7 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .store.base import Retention
+
 MiB = 1024 * 1024
+DEFAULT_SEGMENT_BYTES = 64 * MiB
+DEFAULT_RETENTION_INTERVAL_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,29 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class NatsSettings:
+    """Where the NATS JetStream engine keeps channels (``--store nats://host:4222,...``).
+
+    ``namespace`` prefixes every stream, subject and KV bucket the daemon creates, so several
+    independent chanctl installations (or test runs) can share one NATS cluster. ``server_sync``
+    is what the operator states the servers' ``sync_interval`` is: a client cannot ask NATS for
+    it, and it decides whether an acknowledged append survives an OS crash on R1.
+    """
+
+    servers: tuple[str, ...]
+    replicas: int = 1
+    creds: Path | None = None
+    tls_ca: Path | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    namespace: str = "chanctl"
+    server_sync: str | None = None
+    connect_timeout_s: float = 5.0
+    request_timeout_s: float = 5.0  # one JetStream API call or publish acknowledgement
+    publish_deadline_s: float = 20.0  # retrying one record across a leader election
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path
     socket_path: Path | None
@@ -61,9 +88,12 @@ class Settings:
     token: str | None = None  # bearer token required on TCP unless no_auth
     no_auth: bool = False
     fsync: FsyncPolicy = field(default_factory=FsyncPolicy)
-    segment_bytes: int = 64 * MiB
+    segment_bytes: int = DEFAULT_SEGMENT_BYTES
     limits: Limits = field(default_factory=Limits)
     log_file: Path | None = None  # None: log to stderr (--foreground)
     pid_file: Path | None = None
-    store: str = "local"  # "memory" is for tests of non-storage behaviour only: not durable
+    store: str = "local"  # "memory" is for tests of non-storage behaviour only: not durable; "nats"
+    nats: NatsSettings | None = None  # set when store == "nats"
     token_file: Path | None = None  # where the TCP bearer token lives (0600); read at start
+    default_retention: Retention = field(default_factory=Retention)  # of channels created now
+    retention_interval_s: float = DEFAULT_RETENTION_INTERVAL_S  # how often the sweep enforces it

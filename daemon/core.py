@@ -11,13 +11,18 @@ which is what serializes them per channel.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable
 
 from .config import Settings
 from .errors import Gone, NotFound
 from .expiry import has_lifetime, is_expired
-from .store.base import ChannelState, ChannelStore, Committed
+from .store.base import ChannelState, ChannelStore, ChannelSummary, Committed
+
+Lifetime = ChannelState | ChannelSummary  # what expiry needs: name, config, stored times
+
+log = logging.getLogger("chanctl.daemon.service")
 
 
 class ServiceCore:
@@ -30,6 +35,8 @@ class ServiceCore:
         self._access: dict[str, float] = {}
         self._inflight: dict[str, asyncio.Future[Committed]] = {}
         self.expiring: set[str] = set()
+        self._kept: set[str] = set()  # expired but quarantined: kept, and said so once
+        self.started_at = time.time()
 
     # -- sliding TTL bookkeeping -------------------------------------------------------------
 
@@ -37,14 +44,18 @@ class ServiceCore:
         """Record a read or write: it renews a sliding TTL (HEAD deliberately does not)."""
         self._access[name] = time.time() if now is None else now
 
-    def last_access(self, st: ChannelState) -> float:
+    def last_access(self, st: Lifetime) -> float:
+        """When a sliding TTL last renewed. Reads renew it in this process's memory only (the
+        engines keep just the last write), so for a channel not touched since the daemon
+        started, the start counts as an access: a restart must not expire a channel that was
+        being read (its last write may be far older than its TTL). The price: the daemon's
+        downtime is not idle time, and each restart gives idle channels up to one more TTL."""
         seen = self._access.get(st.name)
         if seen is not None:
             return seen
-        # Not touched since this process started: fall back on what the store remembers.
-        return max(st.last_access, st.last_write, st.config.created_at)
+        return max(st.last_access, st.last_write or 0.0, st.config.created_at, self.started_at)
 
-    def expired(self, st: ChannelState, now: float | None = None) -> bool:
+    def expired(self, st: Lifetime, now: float | None = None) -> bool:
         if not has_lifetime(st.config):
             return False
         self.expiring.add(st.name)
@@ -54,6 +65,7 @@ class ServiceCore:
         self._access.pop(name, None)
         self._inflight.pop(name, None)
         self.expiring.discard(name)
+        self._kept.discard(name)
 
     # -- lookups -------------------------------------------------------------------------------
 
@@ -66,7 +78,7 @@ class ServiceCore:
             raise NotFound(f"channel {name!r} does not exist")
         if not st.deleted and self.expired(st):
             if locked:
-                await self.remove_locked(st)
+                await self.remove_expired_locked(st)
             else:
                 await self.expire(name)
             st = await self.store.get(name)
@@ -81,7 +93,22 @@ class ServiceCore:
         async with self.lineage:
             st = await self.store.get(name)
             if st is not None and not st.deleted and self.expired(st, now):
-                await self.remove_locked(st)
+                await self.remove_expired_locked(st)
+
+    async def remove_expired_locked(self, st: ChannelState) -> None:
+        """Expiry's ``remove_locked``, except that a quarantined channel is kept: a corrupt
+        record must never cost a channel (C6 of reliability.md), `chanctl fsck` needs it, and an
+        explicit DELETE still removes it. Quarantine is known once a read met the record."""
+        if st.corrupt_seq is None:
+            await self.remove_locked(st)
+        elif st.name not in self._kept:
+            self._kept.add(st.name)
+            log.warning(
+                "channel %r has expired but is quarantined (corrupt at message %d): kept for "
+                "`chanctl fsck`; delete it explicitly to remove it",
+                st.name,
+                st.corrupt_seq,
+            )
 
     async def remove_locked(self, st: ChannelState) -> None:
         """Delete ``st``: soft when forks read it, else for good, then release the reference it

@@ -58,6 +58,25 @@ class Overloaded(StreamError):
     status = 503
 
 
+class Quarantined(StreamError):
+    """An append to a channel with a corrupt record (C6 of reliability.md).
+
+    503, because the daemon is healthy but this channel takes no writes until someone repairs
+    it; no Retry-After, because retrying soon cannot help. The header says where the
+    readable data ends, as on reads.
+    """
+
+    status = 503
+
+    def __init__(self, channel: str, seq: int) -> None:
+        super().__init__(
+            f"channel {channel!r} is quarantined: the record at offset {format_offset(seq)} "
+            "failed its integrity check, so appends are refused until it is repaired (run "
+            "`chanctl fsck`); earlier messages can still be read and nothing was deleted",
+            {H_CORRUPT_OFFSET: format_offset(seq)},
+        )
+
+
 def as_stream_error(exc: StoreError) -> StreamError:
     """Give a storage error the service's shape, keeping the status the engine chose."""
     err = StreamError(str(exc) or type(exc).__name__)
@@ -66,4 +85,9 @@ def as_stream_error(exc: StoreError) -> StreamError:
         err.headers["Retry-After"] = "1"
     if isinstance(exc, CorruptData):  # where the readable data ends (`chanctl fsck` details)
         err.headers[H_CORRUPT_OFFSET] = format_offset(exc.seq)
+        err.message = (
+            f"{exc}; the channel is quarantined: nothing from offset {format_offset(exc.seq)} "
+            "on is served and appends are refused, but nothing was deleted. Run `chanctl fsck` "
+            "to locate and repair the damage"
+        )
     return err

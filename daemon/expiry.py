@@ -1,8 +1,11 @@
 """Stream lifetimes: parsing ``Stream-TTL`` / ``Stream-Expires-At`` and deciding expiry.
 
-A TTL is sliding (reads and writes renew it, HEAD does not); Expires-At is absolute. The values are
-validated strictly because the same header must always mean the same lifetime: ``03600`` or
-``3.6e3`` are rejected rather than guessed at.
+A TTL is sliding (reads and writes renew it, HEAD does not); Expires-At is absolute. Renewals
+live in the service's memory, so after a restart a TTL counts from the later of the last write
+and the daemon's start (``ServiceCore.last_access``): a restart never expires a channel early.
+
+The values are validated strictly because the same header must always mean the same lifetime:
+``03600`` or ``3.6e3`` are rejected rather than guessed at.
 """
 
 from __future__ import annotations

@@ -11,13 +11,21 @@ import time
 
 from chanctl.protocol import DEFAULT_CONTENT_TYPE, format_offset, parse_content_type
 
+from . import retention
 from .appends import check_message_sizes
 from .core import ServiceCore
 from .errors import BadRequest, Conflict, Gone
 from .jsonmode import split_messages
 from .model import CreateRequest, CreateResult, ForkRequest
 from .reads import first_readable, message_range
-from .store.base import AppendBatch, ChannelConfig, ChannelExists, ChannelState, ForkOrigin
+from .store.base import (
+    AppendBatch,
+    ChannelConfig,
+    ChannelExists,
+    ChannelState,
+    ForkOrigin,
+    Retention,
+)
 
 
 async def create(core: ServiceCore, req: CreateRequest) -> CreateResult:
@@ -25,28 +33,33 @@ async def create(core: ServiceCore, req: CreateRequest) -> CreateResult:
     async with core.lineage:
         st = await core.store.get(req.name)
         if st is not None and not st.deleted and core.expired(st):
-            await core.remove_locked(st)
+            await core.remove_expired_locked(st)
             st = await core.store.get(req.name)
         if st is not None:
-            return _confirm(st, req)
+            return _confirm(core, st, req)
         return await _create_new(core, req)
 
 
-def _confirm(st: ChannelState, req: CreateRequest) -> CreateResult:
+def _confirm(core: ServiceCore, st: ChannelState, req: CreateRequest) -> CreateResult:
     if st.deleted:
         raise Conflict(
             f"channel {st.name!r} was deleted but forks still read it; its name cannot be "
             "reused until they are gone"
         )
-    differs = config_difference(st, req)
+    differs = config_difference(st, req, core.settings.default_retention)
     if differs:
         raise Conflict(f"channel {st.name!r} already exists with a different {differs}")
     return CreateResult(False, st.config.content_type, st.durable_seq, st.durable_closed)
 
 
-def config_difference(st: ChannelState, req: CreateRequest) -> str | None:
+def config_difference(
+    st: ChannelState, req: CreateRequest, default_retention: Retention
+) -> str | None:
     """What makes an existing channel differ from a create request, or None if it matches.
-    Settings a fork request leaves out are inherited, so they match whatever the fork got."""
+    Settings a fork request leaves out are inherited, so they match whatever the fork got.
+    Retention limits a request leaves out mean the daemon's default, as they would on creation
+    (a daemon restarted with other defaults therefore refuses a repeated bare PUT: the channel
+    it would create now is not the one that exists)."""
     cfg = st.config
     inherits = req.fork is not None
     if not _same_media(cfg.content_type, req.content_type, inherits):
@@ -60,6 +73,8 @@ def config_difference(st: ChannelState, req: CreateRequest) -> str | None:
         return "fork origin"
     if req.closed != st.closed:
         return "closed status"
+    if retention.resolve(req.retention, default_retention) != cfg.retention:
+        return f"retention (it has {retention.describe(cfg.retention)})"
     return None
 
 
@@ -98,7 +113,8 @@ async def _create_new(core: ServiceCore, req: CreateRequest) -> CreateResult:
     messages = prefix + split_messages(req.body, ct.is_json, allow_empty_array=True)
     check_message_sizes(core, messages)
     now = time.time()
-    config = ChannelConfig(ct.canonical, now, ttl_s, expires_at, origin)
+    keep = retention.resolve(req.retention, core.settings.default_retention)
+    config = ChannelConfig(ct.canonical, now, ttl_s, expires_at, origin, keep)
     try:
         st = await core.store.create(req.name, config, AppendBatch(messages, close=req.closed))
     except ChannelExists:

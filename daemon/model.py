@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from .store.base import ChannelState, ProducerStamp
+from .store.base import ChannelState, ProducerStamp, Retention
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,7 @@ class CreateRequest:
     closed: bool = False
     fork: ForkRequest | None = None
     body: bytes = b""
+    retention: Retention = field(default_factory=Retention)  # None: the daemon's default
 
 
 @dataclass(frozen=True)
@@ -104,14 +105,18 @@ class Metadata:
     expires_at: str | None
     fsync_policy: str
     corrupt_seq: int | None = None  # first message reads cannot serve (quarantined)
+    retention: Retention = field(default_factory=Retention)
 
 
 @dataclass(frozen=True)
 class ChannelInfo:
+    """One ``/v1/channels`` entry. None: not known without opening the channel (the listing
+    never opens one; see ``store.base.ChannelSummary``)."""
+
     name: str
     content_type: str
-    next_seq: int
-    size_bytes: int
-    closed: bool
-    last_write: float
+    next_seq: int | None
+    size_bytes: int | None
+    closed: bool | None
+    last_write: float | None
     extra: dict[str, object] = field(default_factory=dict)

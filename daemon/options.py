@@ -18,9 +18,20 @@ from pathlib import Path
 from chanctl import paths
 from chanctl.errors import UsageError
 
-from .config import FsyncPolicy, Limits, Settings
+from .config import (
+    DEFAULT_RETENTION_INTERVAL_S,
+    DEFAULT_SEGMENT_BYTES,
+    FsyncPolicy,
+    Limits,
+    Settings,
+)
+from .retention import parse_limit, parse_max_age
+from .store.base import Retention
+from .storeopts import add_arguments as add_store_arguments
+from .storeopts import flag_values as store_flag_values
+from .storeopts import resolve as resolve_store
 
-STORES = ("local", "memory")
+MIN_SEGMENT_BYTES = 1024
 
 
 @dataclass(frozen=True)
@@ -34,8 +45,20 @@ class DaemonOptions:
     fsync: str | None = None
     socket: str | None = None
     long_poll_timeout: float | None = None
-    store: str = "local"
+    store: str | None = None  # None: env CHANCTL_STORE, else local
     header_read_timeout: float | None = None  # hidden: lets tests check the deadline quickly
+    max_age: str | None = None  # retention defaults for new channels, as typed (e.g. "7d")
+    max_bytes: str | None = None
+    max_messages: str | None = None
+    segment_bytes: int | None = None  # hidden: tests roll segments after a few records
+    retention_interval: float | None = None  # hidden: tests need not wait 10 s per sweep
+    replicas: int | None = None  # NATS store only (see storeopts.py)
+    nats_creds: str | None = None
+    nats_tls_ca: str | None = None
+    nats_tls_cert: str | None = None
+    nats_tls_key: str | None = None
+    nats_namespace: str | None = None
+    nats_sync: str | None = None
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -89,8 +112,7 @@ def build_settings(opts: DaemonOptions) -> Settings:
         if not 0 < opts.long_poll_timeout <= 3600:
             raise UsageError("--long-poll-timeout must be between 0 and 3600 seconds")
         limits = dataclasses.replace(limits, long_poll_timeout_s=opts.long_poll_timeout)
-    if opts.store not in STORES:
-        raise UsageError(f"unknown --store {opts.store!r}: use one of {', '.join(STORES)}")
+    store, nats = resolve_store(opts)
     return Settings(
         data_dir=data,
         socket_path=sock,
@@ -100,9 +122,46 @@ def build_settings(opts: DaemonOptions) -> Settings:
         limits=limits,
         log_file=None if opts.foreground else paths.log_file(),
         pid_file=paths.pid_file(sock),
-        store=opts.store,
+        store=store,
+        nats=nats,
         token_file=paths.token_file() if opts.listen and not opts.no_auth else None,
+        segment_bytes=_segment_bytes(opts.segment_bytes),
+        default_retention=default_retention(opts),
+        retention_interval_s=_retention_interval(opts.retention_interval),
     )
+
+
+def _segment_bytes(given: int | None) -> int:
+    if given is None:
+        return DEFAULT_SEGMENT_BYTES
+    if given < MIN_SEGMENT_BYTES:
+        raise UsageError(f"--segment-bytes must be at least {MIN_SEGMENT_BYTES}")
+    return given
+
+
+def _retention_interval(given: float | None) -> float:
+    if given is None:
+        return DEFAULT_RETENTION_INTERVAL_S
+    if not 0 < given <= 86400:
+        raise UsageError("--retention-interval must be between 0 and 86400 seconds")
+    return given
+
+
+def default_retention(opts: DaemonOptions) -> Retention:
+    """``--max-age`` / ``--max-bytes`` / ``--max-messages``: what new channels get when their
+    PUT leaves a limit out (the same grammar as the Chanctl-Max-* headers)."""
+    try:
+        return Retention(
+            max_age_s=None if opts.max_age is None else parse_max_age(opts.max_age, "--max-age"),
+            max_bytes=None
+            if opts.max_bytes is None
+            else parse_limit(opts.max_bytes, "--max-bytes"),
+            max_messages=None
+            if opts.max_messages is None
+            else parse_limit(opts.max_messages, "--max-messages"),
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -117,9 +176,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--fsync", metavar="POLICY", help="always | interval:<ms> | never")
     p.add_argument("--socket", metavar="PATH", help="unix socket path (env CHANCTL_SOCKET)")
     p.add_argument("--long-poll-timeout", metavar="SECONDS", type=float)
-    # Tests of non-storage behaviour only: the memory store keeps nothing across restarts.
-    p.add_argument("--store", choices=STORES, default="local", help=argparse.SUPPRESS)
+    p.add_argument("--max-age", metavar="AGE", help="default retention: 3600, 90m, 7d...")
+    p.add_argument("--max-bytes", metavar="BYTES", help="default retention: bytes per channel")
+    p.add_argument("--max-messages", metavar="N", help="default retention: messages per channel")
+    add_store_arguments(p)  # --store (memory: tests only), --replicas, --nats-*
     p.add_argument("--header-read-timeout", type=float, help=argparse.SUPPRESS)
+    p.add_argument("--segment-bytes", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--retention-interval", type=float, help=argparse.SUPPRESS)
     return p
 
 
@@ -140,11 +203,15 @@ def to_argv(opts: DaemonOptions) -> list[str]:
         ("--socket", opts.socket),
         ("--long-poll-timeout", opts.long_poll_timeout),
         ("--header-read-timeout", opts.header_read_timeout),
+        ("--max-age", opts.max_age),
+        ("--max-bytes", opts.max_bytes),
+        ("--max-messages", opts.max_messages),
+        ("--segment-bytes", opts.segment_bytes),
+        ("--retention-interval", opts.retention_interval),
+        *store_flag_values(opts),
     ):
         if value is not None:
             argv += [flag, str(value)]
     if opts.no_auth:
         argv.append("--no-auth")
-    if opts.store != "local":
-        argv += ["--store", opts.store]
     return argv

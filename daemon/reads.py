@@ -91,7 +91,9 @@ async def _gather(
     """Collect messages [seq, limit) of ``st`` into ``parts`` until ``budget`` bytes are used,
     reading a fork's inherited part from its source. Returns the next sequence number."""
     fork = st.config.fork
-    if fork is not None and seq < fork.seq:
+    # Once the fork's own retention dropped the segment at its fork point, its inherited history
+    # is gone too (first_readable says so): the store answers ChannelGone below first_seq.
+    if fork is not None and seq < fork.seq and st.first_seq <= fork.seq:
         src = await core.store.get(fork.source)
         if src is None:
             raise Gone(f"the history of fork {st.name!r} is no longer available")

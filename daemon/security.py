@@ -17,6 +17,7 @@ import secrets
 import socket
 import stat
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +33,10 @@ from .options import is_loopback
 log = logging.getLogger(__name__)
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+UI_PREFIX = "/ui"  # the web view's pages (daemon/http/web.py)
+
+# (request, expected token) -> None to admit the request, else the refusal to send.
+BrowserGate = Callable[[web.Request, bytes], "web.Response | None"]
 
 
 def load_or_create_token(path: Path) -> str:
@@ -147,6 +152,18 @@ class AccessPolicy:
         self._token = token.encode() if token is not None else None
         self._loopback_bind = loopback_bind
         self._uid = os.getuid()
+        # Set by http/web.py: admits /ui/ page loads that carry its session cookie instead of
+        # a bearer header (a browser cannot add one to a navigation), or answers their 401.
+        self.browser_gate: BrowserGate | None = None
+
+    @property
+    def has_token(self) -> bool:
+        return self._token is not None
+
+    def require_token(self, token: str) -> None:
+        """Guard a loopback TCP listener opened while running (``chanctl web``) with ``token``."""
+        self._token = token.encode()
+        self._loopback_bind = True
 
     def middleware(self) -> Middleware:
         @web.middleware
@@ -183,5 +200,7 @@ class AccessPolicy:
         given = _bearer(request.headers.get("Authorization"))
         if hmac.compare_digest(given, self._token):
             return None
+        if self.browser_gate is not None and request.path.startswith(UI_PREFIX):
+            return self.browser_gate(request, self._token)
         log.warning("rejected TCP request from %s: missing or wrong bearer token", request.remote)
         return error_response(401, "missing or invalid bearer token")

@@ -44,6 +44,7 @@ from .instance import (
 )
 from .logs import setup_logging
 from .options import is_loopback
+from .retention import as_json
 from .security import AccessPolicy, check_listen_policy, load_or_create_token
 from .service import StreamService
 from .store.base import ChannelStore
@@ -133,6 +134,7 @@ def _describe(settings: Settings) -> dict[str, Any]:
         "data_dir": str(settings.data_dir),
         "fsync": str(settings.fsync),
         "store": settings.store,
+        "retention": as_json(settings.default_retention),  # of channels created without limits
         "listen": None,
         "auth": None if settings.listen is None else ("none" if settings.no_auth else "token"),
         "log_file": None if settings.log_file is None else str(settings.log_file),
@@ -162,6 +164,10 @@ def make_store(settings: Settings) -> ChannelStore:
 
         log.warning("using the in-memory store: nothing survives a restart (tests only)")
         return MemoryStore()
+    if settings.store == "nats":
+        from .store.nats import NatsStore
+
+        return NatsStore(settings)
     from .store.local.engine import LocalStore
 
     return LocalStore(settings)
@@ -171,6 +177,8 @@ async def _serve(settings: Settings, claim: Claim) -> int:
     # Imported here, not at the top, so that the claim/lock code above stays importable (and
     # testable) without the HTTP layer.
     from .http.app import build_app
+    from .http.web import setup_web
+    from .webtcp import OnDemandTcp
 
     stop = _install_signal_handlers()
     store = make_store(settings)
@@ -183,7 +191,11 @@ async def _serve(settings: Settings, claim: Claim) -> int:
         # The app starts and stops the service itself (on_startup / on_cleanup).
         service = StreamService(store, settings)
         middlewares = (lifecycle.middleware(), policy.middleware())
-        runner = _make_runner(build_app(service, settings, middlewares=middlewares), settings)
+        app = build_app(service, settings, middlewares=middlewares)
+        web_tcp = OnDemandTcp(settings, claim, policy, lifecycle)  # `chanctl web` opens TCP
+        setup_web(app, policy, web_tcp)  # the /ui/ pages and POST /v1/web
+        runner = _make_runner(app, settings)
+        web_tcp.attach(runner)
         await runner.setup()
         for sock in (claim.unix, claim.tcp):
             if sock is not None:

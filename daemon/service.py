@@ -20,7 +20,7 @@ import contextlib
 import logging
 import time
 
-from . import appends, lifecycle, reads
+from . import appends, lifecycle, reads, retention
 from .config import Settings
 from .core import ServiceCore
 from .errors import NotFound
@@ -33,12 +33,11 @@ from .model import (
     CreateResult,
     Metadata,
 )
-from .store.base import ChannelState, ChannelStore
+from .store.base import ChannelState, ChannelStore, ChannelSummary
 
 log = logging.getLogger("chanctl.daemon.service")
 
 SWEEP_INTERVAL_S = 1.0  # how late an idle expired channel may linger (access expires it at once)
-RETENTION_INTERVAL_S = 10.0
 
 
 class StreamService:
@@ -93,6 +92,7 @@ class StreamService:
             expires_at=st.config.expires_at,
             fsync_policy=self.store.fsync_policy,
             corrupt_seq=st.corrupt_seq,
+            retention=st.config.retention,
         )
 
     async def open_read(self, name: str, offset: str) -> tuple[ChannelState, int]:
@@ -130,67 +130,79 @@ class StreamService:
         return await reads.wait_for_data(self.core, st, seq, timeout)
 
     async def channels(self) -> list[ChannelInfo]:
-        """Every live channel (not soft-deleted, not expired), sorted by name."""
-        out: list[ChannelInfo] = []
-        for name in sorted(self.store.names()):
-            st = await self.store.get(name)
-            if st is None or st.deleted or self.core.expired(st):
-                continue
-            out.append(_info(st))
-        return out
+        """Every live channel (not soft-deleted, not expired), sorted by name. Built from store
+        summaries: listing never opens a channel, so what only opening can tell may be None."""
+        found = sorted(await self.store.summaries(), key=lambda ch: ch.name)
+        return [_info(ch) for ch in found if not ch.deleted and not self.core.expired(ch)]
 
     # -- expiry --------------------------------------------------------------------------------
 
     async def sweep(self, now: float | None = None) -> None:
-        """Expire every channel whose lifetime has ended, accessed or not."""
+        """Expire every channel whose lifetime has ended, accessed or not. Judged on summaries,
+        so channels nobody uses stay closed until they actually expire."""
         now = time.time() if now is None else now
-        for name in list(self.core.expiring):
-            st = await self.store.get(name)
-            if st is None or st.deleted:
-                self.core.expiring.discard(name)
-            elif self.core.expired(st, now):
-                await self.core.expire(name, now)
+        tracked = set(self.core.expiring)
+        for ch in await self.store.summaries(tracked):
+            tracked.discard(ch.name)
+            if ch.deleted:
+                self.core.expiring.discard(ch.name)
+            elif self.core.expired(ch, now):
+                await self.core.expire(ch.name, now)
+        self.core.expiring -= tracked  # gone from the store
+
+    async def enforce_retention(self, now: float | None = None) -> None:
+        """Apply every channel's retention limits, keeping what live forks still read.
+
+        Under the lineage lock, so that no fork is created between computing the pins and
+        dropping segments (a new fork's history must not vanish under it)."""
+        now = time.time() if now is None else now
+        async with self.core.lineage:
+            pins = retention.fork_pins(await self.store.summaries())
+            await self.store.enforce_retention(now, pins)
 
     async def _sweep_forever(self) -> None:
-        await self._index_lifetimes()
+        await self.index_lifetimes()
         last_retention = 0.0
+        every = self.settings.retention_interval_s
         while True:
-            await asyncio.sleep(SWEEP_INTERVAL_S)
+            await asyncio.sleep(min(SWEEP_INTERVAL_S, every))
             now = time.time()
             try:
                 await self.sweep(now)
-                if now - last_retention >= RETENTION_INTERVAL_S:
+                if now - last_retention >= every:
                     last_retention = now
-                    await self.store.enforce_retention(now)
+                    await self.enforce_retention(now)
             except Exception:  # the sweep must outlive any one bad channel
                 log.exception("expiry/retention sweep failed; retrying in %.0f s", SWEEP_INTERVAL_S)
 
-    async def _index_lifetimes(self) -> None:
-        """Learn which existing channels have a TTL or expiry, so idle ones expire too."""
-        for i, name in enumerate(self.store.names()):
-            try:
-                st = await self.store.get(name)
-            except Exception:
-                log.exception("cannot open channel %r to check its lifetime", name)
-                continue
-            if st is not None and not st.deleted:
-                self.core.expired(st)
-            if i % 100 == 99:
-                await asyncio.sleep(0)
+    async def index_lifetimes(self) -> None:
+        """Learn which existing channels have a TTL or expiry, so idle ones expire too. From
+        summaries: only those channels are tracked, and none is opened for it."""
+        try:
+            found = await self.store.summaries()
+        except Exception:
+            log.exception("cannot list channels to index their lifetimes")
+            return
+        for ch in found:
+            if not ch.deleted:
+                self.core.expired(ch)  # tracks it when it has a lifetime
 
 
-def _info(st: ChannelState) -> ChannelInfo:
-    fork = st.config.fork
+def _info(ch: ChannelSummary) -> ChannelInfo:
+    config = ch.config
+    fork = config.fork
     return ChannelInfo(
-        name=st.name,
-        content_type=st.config.content_type,
-        next_seq=st.durable_seq,
-        size_bytes=st.size_bytes,
-        closed=st.durable_closed,
-        last_write=st.last_write,
+        name=ch.name,
+        content_type=config.content_type,
+        next_seq=ch.next_seq,
+        size_bytes=ch.size_bytes,
+        closed=ch.closed,
+        last_write=ch.last_write,
         extra={
-            "ttl_s": st.config.ttl_s,
-            "expires_at": st.config.expires_at,
+            "created_at": config.created_at,
+            "ttl_s": config.ttl_s,
+            "expires_at": config.expires_at,
             "forked_from": None if fork is None else fork.source,
+            "retention": retention.as_json(config.retention),
         },
     )

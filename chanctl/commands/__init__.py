@@ -10,7 +10,7 @@ from typing import Any
 
 def register(app: Any) -> None:
     """Add pub, tail, replay, ls, info, close and rm to ``app`` (a ``typer.Typer``)."""
-    from . import channels, pub, replay, tail
+    from . import channels, pub, replay, tail, web
 
     app.command("pub")(pub.pub)
     app.command("tail")(tail.tail)
@@ -19,3 +19,10 @@ def register(app: Any) -> None:
     app.command("info")(channels.info)
     app.command("close")(channels.close)
     app.command("rm")(channels.rm)
+    from . import run, steer, wait  # README "Steering and wrapping jobs"
+
+    app.command("send")(steer.send)
+    app.command("recv")(steer.recv)
+    app.command("wait")(wait.wait)
+    app.command("run")(run.run)
+    app.command("web")(web.web)  # the live web view (daemon/http/web.py)

@@ -15,7 +15,7 @@ from .options import ChannelArg, JsonOpt, QuietOpt, UrlOpt
 if TYPE_CHECKING:
     from .._info import ChannelInfo
 
-_COLUMNS = ("name", "messages", "bytes", "created", "last write", "state", "readers")
+_COLUMNS = ("name", "messages", "bytes", "created", "last write", "state", "readers", "producer")
 
 
 def ls(json_: JsonOpt = False, quiet: QuietOpt = False, url: UrlOpt = None) -> None:
@@ -44,6 +44,10 @@ def info(
         for k, v in doc.items()
         if v is not None
     }
+    if "producer" in shown:  # its `run`: attached, lost or exited (README "Steering ...")
+        from .._info import describe_producer
+
+        shown["producer"] = _text(describe_producer(doc["producer"]))
     width = max(len(k) for k in shown)
     sys.stdout.write("".join(f"{k:<{width}}  {v}\n" for k, v in shown.items()))
 
@@ -97,7 +101,15 @@ def _row(i: ChannelInfo) -> list[str]:
         _when(i.last_write),
         state,
         _text(i.readers),
+        _producer(i.extra.get("producer")),
     ]
+
+
+def _producer(doc: Any) -> str:
+    from .._info import describe_producer
+    from ..render import sanitize
+
+    return sanitize(describe_producer(doc))
 
 
 def _text(value: Any) -> str:

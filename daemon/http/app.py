@@ -6,6 +6,9 @@ Routes (the only place they are listed):
   HEAD metadata, DELETE, OPTIONS (CORS preflight). Names may contain ``/``.
 - ``GET /v1/health``: readiness probe, ``{"ok": true, "version": ..., "fsync": ...}``.
 - ``GET /v1/channels``: every live channel with basic metadata (``chanctl ls``).
+- ``/v1/control/{name}`` (the channel's control lane, same handlers as its stream) and
+  ``/v1/producer/{name}`` (run liveness): ``steering.setup_steering``.
+- ``/ui/...`` and ``POST /v1/web``: the web view, added by ``web.setup_web`` from server.py.
 
 Every response, errors and event streams included, carries the browser security headers, and
 every error leaves through ``errors.error_envelope``. Middlewares passed in by the daemon (such as
@@ -29,6 +32,9 @@ from chanctl.protocol import (
     H_FORK_SUB_OFFSET,
     H_FORKED_FROM,
     H_FSYNC_POLICY,
+    H_MAX_AGE,
+    H_MAX_BYTES,
+    H_MAX_MESSAGES,
     H_NEXT_OFFSET,
     H_PRODUCER_EPOCH,
     H_PRODUCER_EXPECTED_SEQ,
@@ -47,6 +53,8 @@ from ..config import Settings
 from ..service import StreamService
 from .cursors import setup_cursors
 from .errors import error_envelope
+from .live import LiveReads
+from .steering import is_internal, listing_extra, setup_steering
 from .streams import StreamHandlers
 
 ResponseHook = Callable[[web.Request, web.StreamResponse], Awaitable[None]]
@@ -55,12 +63,12 @@ ALLOWED_METHODS = "GET, HEAD, PUT, POST, DELETE, OPTIONS"
 REQUEST_HEADERS = ", ".join(
     ["Authorization", "Content-Type", "If-None-Match", H_CLOSED, H_SEQ, H_TTL, H_EXPIRES_AT]
     + [H_FORKED_FROM, H_FORK_OFFSET, H_FORK_SUB_OFFSET, H_PRODUCER_ID, H_PRODUCER_EPOCH]
-    + [H_PRODUCER_SEQ]
+    + [H_PRODUCER_SEQ, H_MAX_AGE, H_MAX_BYTES, H_MAX_MESSAGES]
 )
 EXPOSED_HEADERS = ", ".join(
     [H_NEXT_OFFSET, H_UP_TO_DATE, H_CLOSED, H_CURSOR, H_TTL, H_EXPIRES_AT, "ETag", "Location"]
     + [H_PRODUCER_EPOCH, H_PRODUCER_SEQ, H_PRODUCER_EXPECTED_SEQ, H_PRODUCER_RECEIVED_SEQ]
-    + [H_SSE_ENCODING, H_FSYNC_POLICY, H_FIRST_OFFSET]
+    + [H_SSE_ENCODING, H_FSYNC_POLICY, H_FIRST_OFFSET, H_MAX_AGE, H_MAX_BYTES, H_MAX_MESSAGES]
 )
 
 
@@ -82,13 +90,14 @@ def build_app(
     # [\s\S]: unlike ".", also matches a (percent-encoded) newline, so such a name reaches
     # name validation and gets its 400 instead of falling through to "no route" (404).
     route = STREAM_PREFIX + "{name:[\\s\\S]*}"
+    steering = setup_steering(app, service, streams, preflight)
     app.router.add_route("PUT", route, streams.put)
     app.router.add_route("POST", route, streams.post)
     app.router.add_route("GET", route, streams.get)
     app.router.add_route("HEAD", route, streams.head)
-    app.router.add_route("DELETE", route, streams.delete)
+    app.router.add_route("DELETE", route, steering.deleting(streams.delete))  # + control lane
     app.router.add_route("OPTIONS", route, preflight)
-    info = _Info(service)
+    info = _Info(service, streams.live)
     app.router.add_route("GET", "/v1/health", info.health)
     app.router.add_route("GET", "/v1/channels", info.channels)
     setup_cursors(app, settings.data_dir)  # named read positions, owned by the client side
@@ -145,8 +154,9 @@ def _browser_headers(origins: frozenset[str]) -> ResponseHook:
 
 
 class _Info:
-    def __init__(self, service: StreamService) -> None:
+    def __init__(self, service: StreamService, live: LiveReads) -> None:
         self.service = service
+        self.live = live
 
     async def health(self, request: web.Request) -> web.Response:
         fsync = self.service.store.fsync_policy
@@ -157,12 +167,16 @@ class _Info:
             {
                 "name": ch.name,
                 "content_type": ch.content_type,
-                "next_offset": format_offset(ch.next_seq),
+                # null where only opening the channel could tell (the listing opens none)
+                "next_offset": None if ch.next_seq is None else format_offset(ch.next_seq),
                 "size": ch.size_bytes,
                 "closed": ch.closed,
                 "last_write": ch.last_write,
+                "readers": self.live.readers.get(ch.name, 0),  # long-poll and SSE right now
                 **ch.extra,
+                **listing_extra(request.app, ch.name),  # its `run` producer, attached or lost
             }
             for ch in await self.service.channels()
+            if not is_internal(ch.name)  # control lanes are part of their channel
         ]
         return web.json_response(listing, headers={"Cache-Control": "no-store"})

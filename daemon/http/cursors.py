@@ -124,6 +124,8 @@ def _error(status: int, message: str) -> web.Response:
 def _target(request: web.Request) -> tuple[str, str | None]:
     """(channel, cursor name or None), validated; raises ValueError with a readable message."""
     channel = p.validate_name(request.match_info["channel"])
+    if request.query.get(p.LANE_QUERY) == p.LANE_CONTROL:  # the control lane's own cursors
+        channel += p.CONTROL_STORE_SUFFIX
     name = request.query.get("name")
     return channel, None if name is None else p.validate_cursor_name(name)
 

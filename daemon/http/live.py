@@ -9,6 +9,7 @@ read from the store, so a reader never sees data that could still be lost.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import time
@@ -45,10 +46,11 @@ class LiveReads:
         self.service = service
         self.limits = settings.limits
         self.active: set[asyncio.Task[object]] = set()
+        self.readers: collections.Counter[str] = collections.Counter()  # per channel, for ls
         self.stopping = asyncio.Event()
 
     @contextlib.contextmanager
-    def _slot(self) -> Iterator[None]:
+    def _slot(self, name: str) -> Iterator[None]:
         """Admit one more live reader, or refuse with 503 when the cap is reached."""
         if len(self.active) >= self.limits.max_live_readers:
             raise Overloaded(
@@ -58,10 +60,14 @@ class LiveReads:
         task = asyncio.current_task()
         assert task is not None
         self.active.add(task)
+        self.readers[name] += 1
         try:
             yield
         finally:
             self.active.discard(task)
+            self.readers[name] -= 1
+            if not self.readers[name]:
+                del self.readers[name]
 
     async def shutdown(self) -> None:
         """End every live read with a proper response (long-poll 204, SSE stream ended after
@@ -89,7 +95,7 @@ class LiveReads:
     # -- long-poll -----------------------------------------------------------------------------
 
     async def long_poll(self, request: web.Request, name: str, offset: str) -> web.Response:
-        with self._slot():
+        with self._slot(name):
             st, seq = await self.service.open_read(name, offset)
             chunk = await self.service.read(st, seq)
             if chunk.empty and not chunk.closed:
@@ -108,16 +114,21 @@ class LiveReads:
     # -- SSE -----------------------------------------------------------------------------------
 
     async def sse(self, request: web.Request, name: str, offset: str) -> web.StreamResponse:
-        with self._slot():
+        with self._slot(name):
             st, seq = await self.service.open_read(name, offset)
+            # Read before the headers go out: a stream that cannot start (a quarantined record
+            # at this offset, data dropped by retention) gets its error status and envelope.
+            first = await self.service.read(st, seq)
             resp = web.StreamResponse(status=200)
             stream = _SseStream(self, st, resp, request.query.get("cursor"))
             resp.headers.update(_sse_headers(stream.encoding))
             await resp.prepare(request)
             try:
-                await stream.run(seq, self.limits.sse_max_age_s)
+                await stream.run(first, self.limits.sse_max_age_s)
             except (ConnectionError, TimeoutError, StreamError, StoreError) as exc:
-                # Headers are sent: all we can do is end the stream; the client resumes.
+                # Headers are sent: end the stream after its last complete event. The client
+                # resumes from that event's offset and then gets the error as a response
+                # (a corrupt record: 500 + Chanctl-Corrupt-Offset, never its bytes).
                 log.debug("SSE stream for %r ended early: %s", name, exc)
             return resp
 
@@ -171,9 +182,9 @@ class _SseStream:
         self.cursor = max(self.cursor, caching.cursor_interval(time.time()))
         return self.cursor
 
-    async def run(self, seq: int, max_age_s: float) -> None:
+    async def run(self, chunk: Chunk, max_age_s: float) -> None:
+        """Send ``chunk`` (the first read), then follow the channel."""
         deadline = asyncio.get_running_loop().time() + max_age_s
-        chunk = await self.service.read(self.st, seq)
         await self._send(self._events(chunk))  # the first control event is sent even if empty
         idle_wakes = 0
         while not chunk.closed:

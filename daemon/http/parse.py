@@ -17,6 +17,9 @@ from chanctl.protocol import (
     H_FORK_OFFSET,
     H_FORK_SUB_OFFSET,
     H_FORKED_FROM,
+    H_MAX_AGE,
+    H_MAX_BYTES,
+    H_MAX_MESSAGES,
     H_PRODUCER_EPOCH,
     H_PRODUCER_ID,
     H_PRODUCER_SEQ,
@@ -39,13 +42,18 @@ from chanctl.protocol import (
 from ..errors import BadRequest, PayloadTooLarge
 from ..expiry import parse_expires_at, parse_ttl
 from ..model import AppendRequest, CreateRequest, ForkRequest
-from ..store.base import ProducerStamp
+from ..retention import parse_limit, parse_max_age
+from ..store.base import ProducerStamp, Retention
 
 Headers = CIMultiDictProxy[str]
+# Set by the control-lane routes (steering.py): the lane is stored under the channel name plus
+# this suffix, which no valid name can contain, so every stream handler serves it unchanged.
+LANE_SUFFIX = web.RequestKey("chanctl_lane_suffix", str)
 
 
 def channel_name(request: web.Request) -> str:
-    return checked_name(request.match_info.get("name", ""))
+    suffix: str = request.get(LANE_SUFFIX, "")
+    return checked_name(request.match_info.get("name", "")) + suffix
 
 
 def checked_name(name: str) -> str:
@@ -113,7 +121,22 @@ def create_request(headers: Headers, name: str) -> CreateRequest:
         expires_at=None if expires_text is None else parse_expires_at(expires_text),
         closed=is_true(headers.get(H_CLOSED)),
         fork=fork_request(headers),
+        retention=retention_request(headers),
     )
+
+
+def retention_request(headers: Headers) -> Retention:
+    """``Chanctl-Max-Age`` / ``-Max-Bytes`` / ``-Max-Messages``; None where a header is absent
+    (the daemon's default applies)."""
+    age, size, count = (headers.get(h) for h in (H_MAX_AGE, H_MAX_BYTES, H_MAX_MESSAGES))
+    try:
+        return Retention(
+            max_age_s=None if age is None else parse_max_age(age, H_MAX_AGE),
+            max_bytes=None if size is None else parse_limit(size, H_MAX_BYTES),
+            max_messages=None if count is None else parse_limit(count, H_MAX_MESSAGES),
+        )
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None
 
 
 def append_request(headers: Headers, name: str) -> AppendRequest:

@@ -30,6 +30,7 @@ from chanctl.protocol import (
 from ..config import Settings
 from ..errors import BadRequest
 from ..model import Chunk
+from ..retention import headers_of
 from ..service import StreamService
 from . import caching, parse
 from .cursors import CURSORS
@@ -97,6 +98,7 @@ class StreamHandlers:
             headers[H_CLOSED] = TRUE
         if md.corrupt_seq is not None:
             headers[H_CORRUPT_OFFSET] = format_offset(md.corrupt_seq)
+        headers.update(headers_of(md.retention))
         return web.Response(status=200, headers=headers)
 
     async def get(self, request: web.Request) -> web.StreamResponse:

@@ -15,7 +15,7 @@ once the batch is durable under the engine's fsync policy. Readers only ever see
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -81,6 +81,49 @@ class ChannelState:
     deleted: bool = False  # soft-deleted: kept because forks still read from it
     fork_refs: int = 0  # live forks reading this channel's history
     corrupt_seq: int | None = None  # first message a read cannot serve (quarantine)
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelSummary:
+    """One channel as a listing or the expiry sweep needs it, obtainable without opening it.
+
+    Opening a local channel replays its tail segment and keeps its log in memory for the rest of
+    the daemon's life, so listing 10,000 channels (or indexing their lifetimes at start-up) must
+    not open them. An open channel reports its live state (``opened``); for one that is not
+    open, an engine reports what its metadata and file listing tell, and None for what it cannot
+    know without replaying the log.
+    """
+
+    name: str
+    config: ChannelConfig
+    opened: bool
+    deleted: bool = False
+    fork_refs: int = 0
+    first_seq: int | None = None
+    next_seq: int | None = None  # durable
+    closed: bool | None = None  # durably closed
+    size_bytes: int | None = None
+    last_write: float | None = None
+    last_access: float = 0.0
+    corrupt_seq: int | None = None
+
+
+def summary_of(st: ChannelState) -> ChannelSummary:
+    """The summary of an open channel: its live state."""
+    return ChannelSummary(
+        name=st.name,
+        config=st.config,
+        opened=True,
+        deleted=st.deleted,
+        fork_refs=st.fork_refs,
+        first_seq=st.first_seq,
+        next_seq=st.durable_seq,
+        closed=st.durable_closed,
+        size_bytes=st.size_bytes,
+        last_write=st.last_write or None,
+        last_access=st.last_access,
+        corrupt_seq=st.corrupt_seq,
+    )
 
 
 @dataclass(frozen=True)
@@ -206,6 +249,12 @@ class ChannelStore(Protocol):
         """Every channel name, soft-deleted ones included, in no particular order."""
         ...
 
+    async def summaries(self, names: Collection[str] | None = None) -> list[ChannelSummary]:
+        """A summary of each named channel that exists (every channel when ``names`` is None),
+        in no particular order, without opening any channel (see ChannelSummary). Channels whose
+        metadata cannot be read are left out (and logged)."""
+        ...
+
     def submit(self, name: str, batch: AppendBatch) -> Awaitable[Committed]:
         """Reserve sequence numbers now; the awaitable completes once the batch is durable.
 
@@ -244,12 +293,18 @@ class ChannelStore(Protocol):
     async def set_fork_refs(self, name: str, refs: int) -> None:
         """Record how many live forks read this channel's history."""
 
-    async def enforce_retention(self, now: float) -> None:
+    async def enforce_retention(
+        self, now: float, keep_below: Mapping[str, int] | None = None
+    ) -> None:
         """Drop whole segments beyond each channel's retention limits (raising first_seq).
 
         Engines that keep segments may retain more than a limit asks for: the local engine
         drops a sealed segment only when what remains still meets every size/count limit, or
-        when its newest message is older than max_age; it never drops the active segment."""
+        when its newest message is older than max_age; it never drops the active segment.
+
+        ``keep_below`` pins history that forks still read: no message of channel ``name`` with
+        a seq below ``keep_below[name]`` is dropped, whatever its limits say. Dropping is
+        oldest-first, so a pin above a channel's first_seq suspends its retention entirely."""
 
 
 def batch_bytes(messages: Sequence[bytes]) -> int:

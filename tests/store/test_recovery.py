@@ -250,6 +250,29 @@ async def test_truncated_sealed_segments_are_detected(tmp_path: Path) -> None:
             seg.write_bytes(data)
 
 
+async def test_retention_keeps_a_quarantined_channel_whole(tmp_path: Path) -> None:
+    """Retention would drop the damaged segment (it is the oldest): once a read has found the
+    damage, it must not, so `chanctl fsck` still sees what went wrong (C6: no silent delete)."""
+    store = await reopen(tmp_path, segment_bytes=600)
+    await store.create("c", config(Retention(max_messages=3)), batch())
+    for i in range(60):
+        await store.submit("c", numbered(i))
+    await store.stop()
+    first = segment_files(tmp_path, "c")[0]
+    data = bytearray(first.read_bytes())
+    data[len(data) // 2] ^= 0x10
+    first.write_bytes(bytes(data))
+    files = {p.name: p.read_bytes() for p in segment_files(tmp_path, "c")}
+    store = await reopen(tmp_path, segment_bytes=600)
+    with pytest.raises(CorruptData):
+        await read_all(store, "c", 0)
+    await store.enforce_retention(now() + 3600)
+    st = await store.get("c")
+    assert st is not None and st.first_seq == 0 and st.corrupt_seq is not None
+    await store.stop()
+    assert {p.name: p.read_bytes() for p in segment_files(tmp_path, "c")} == files
+
+
 # -- state across restarts, rolls and retention -----------------------------------------------
 
 

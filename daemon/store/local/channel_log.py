@@ -314,17 +314,22 @@ class ChannelLog:
 
     # -- retention ----------------------------------------------------------------------------
 
-    def retention_victims(self, now: float) -> list[Segment]:
+    def retention_victims(self, now: float, keep_below: int = 0) -> list[Segment]:
         """Oldest sealed segments beyond the channel's limits, oldest first. A segment goes
         only if what remains still satisfies every size/count limit (never keep less than a
-        limit asks for), or if its newest message is older than max_age."""
+        limit asks for), or if its newest message is older than max_age; and never if it holds
+        a message below ``keep_below`` (history a fork still reads)."""
         ret = self.state.config.retention
         if ret.max_age_s is None and ret.max_bytes is None and ret.max_messages is None:
             return []
+        if self.state.corrupt_seq is not None:
+            return []  # quarantined: keep every segment as evidence for `chanctl fsck` (C6)
         total_bytes = sum(s.size for s in self.segments)
         total_msgs = self.state.durable_seq - self.segments[0].base
         out: list[Segment] = []
         for seg, nxt in zip(self.segments, self.segments[1:], strict=False):
+            if seg.base < keep_below:
+                break
             msgs = nxt.base - seg.base
             old = ret.max_age_s is not None and now - seg.last_time > ret.max_age_s
             big = ret.max_bytes is not None and total_bytes - seg.size >= ret.max_bytes

@@ -18,8 +18,9 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+from dataclasses import dataclass
 
-from ..base import Retention
+from ..base import ChannelSummary
 from .disk import Disk
 from .meta import (
     META_FILE,
@@ -28,8 +29,8 @@ from .meta import (
     is_channel_dir_name,
     meta_from_json,
 )
-from .recovery import recover_blocking
-from .segment import segment_name
+from .recovery import read_checkpoint_blocking, recover_blocking
+from .segment import list_segments_blocking, segment_name
 from .tail import CHECKPOINT_FILE, Recovered, TailState, encode_checkpoint, probe_range
 
 log = logging.getLogger("chanctl.store")
@@ -64,15 +65,66 @@ def read_meta_blocking(disk: Disk, chan_dir: str) -> ChannelMeta:
     return meta_from_json(disk.read_small(os.path.join(chan_dir, META_FILE)))
 
 
-def peek_retention_blocking(disk: Disk, dirs: list[str]) -> list[Retention | None]:
-    """Each channel's retention (None when unreadable), without opening its log."""
-    out: list[Retention | None] = []
+@dataclass(frozen=True, slots=True)
+class ChannelPeek:
+    """What a channel directory tells without replaying its log: the metadata, and from the
+    file listing and a checkpoint that covers the whole tail segment (what a clean stop
+    leaves), the offsets. None where only a replay could tell."""
+
+    meta: ChannelMeta
+    segments: int
+    first_seq: int
+    size_bytes: int
+    next_seq: int | None = None
+    closed: bool | None = None
+    last_write: float | None = None
+
+    def summary(self) -> ChannelSummary:
+        meta = self.meta
+        return ChannelSummary(
+            name=meta.name,
+            config=meta.config,
+            opened=False,
+            deleted=meta.deleted,
+            fork_refs=meta.fork_refs,
+            first_seq=self.first_seq,
+            next_seq=self.next_seq,
+            closed=self.closed,
+            size_bytes=self.size_bytes,
+            last_write=self.last_write,
+        )
+
+
+def peek_channels_blocking(disk: Disk, dirs: list[str]) -> list[ChannelPeek | str]:
+    """``peek_channel_blocking`` for each directory; the error text where it failed."""
+    out: list[ChannelPeek | str] = []
     for chan_dir in dirs:
         try:
-            out.append(read_meta_blocking(disk, chan_dir).config.retention)
-        except (OSError, ValueError):
-            out.append(None)
+            out.append(peek_channel_blocking(disk, chan_dir))
+        except (OSError, ValueError) as exc:
+            out.append(str(exc) or type(exc).__name__)
     return out
+
+
+def peek_channel_blocking(disk: Disk, chan_dir: str) -> ChannelPeek:
+    """A channel's metadata, segment listing and (if it covers the whole tail) checkpoint:
+    a handful of small reads, where opening the channel would replay its tail segment."""
+    meta = read_meta_blocking(disk, chan_dir)
+    segs = list_segments_blocking(disk, chan_dir)
+    if not segs:  # recovery will start an empty log at the fork point
+        base = meta.config.fork.seq if meta.config.fork is not None else 0
+        return ChannelPeek(meta, 0, base, 0)
+    first, size = segs[0][0], sum(seg[2] for seg in segs)
+    _, path, tail_size, _ = segs[-1]
+    try:
+        tail = read_checkpoint_blocking(disk, chan_dir, path, tail_size)
+    except FileNotFoundError:
+        tail = None
+    if tail is None or tail.size != tail_size:  # bytes after the checkpoint: replay needed
+        return ChannelPeek(meta, len(segs), first, size)
+    return ChannelPeek(
+        meta, len(segs), first, size, tail.end_seq, tail.closed, tail.last_time or None
+    )
 
 
 def create_blocking(

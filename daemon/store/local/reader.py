@@ -5,6 +5,14 @@ Every record read is verified; the first corrupt record of a channel quarantines
 and after it: earlier messages are still served, a read reaching it gets CorruptData with the
 seq, and ``state.corrupt_seq`` records it (the service reports it as a header). A sealed segment
 whose records end short of the next segment's base was truncated, which counts the same.
+
+Quarantine (C6 of reliability.md) is found lazily, by the first read that reaches the damaged
+segment (opening a channel verifies only its tail), and lasts until the daemon stops; the next
+run finds it again the same way. While it lasts: reads at or after the record get HTTP 500 with
+``Chanctl-Corrupt-Offset`` (``errors.as_stream_error``), appends get 503 (``errors.Quarantined``),
+retention drops none of the channel's segments and expiry does not delete it
+(``ServiceCore.remove_expired_locked``). Nothing here ever deletes or truncates a sealed segment:
+repairing is `chanctl fsck`'s job, with the operator's consent.
 """
 
 from __future__ import annotations

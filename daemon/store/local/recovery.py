@@ -78,16 +78,26 @@ def _checkpointed_tail(disk: Disk, chan_dir: str, path: str, size: int) -> TailS
     """The checkpointed tail state, when the checkpoint is about this segment and the bytes
     before its position are still the ones it saw; replay continues from there."""
     try:
-        data = disk.read_small(os.path.join(chan_dir, CHECKPOINT_FILE), 64 << 20)
+        tail = read_checkpoint_blocking(disk, chan_dir, path, size)
     except FileNotFoundError:
         return None
+    if tail is None:
+        log.info("channel directory %s: stale checkpoint, replaying the whole tail", chan_dir)
+    return tail
+
+
+def read_checkpoint_blocking(disk: Disk, chan_dir: str, path: str, size: int) -> TailState | None:
+    """The tail state ``tail.ckpt`` records for segment ``path`` (now ``size`` bytes long), or
+    None when it is about another segment, damaged, or the bytes it saw have changed. Raises
+    FileNotFoundError when there is no checkpoint. Quiet: listings use it too."""
+    data = disk.read_small(os.path.join(chan_dir, CHECKPOINT_FILE), 64 << 20)
     found = decode_checkpoint(data, path)
-    if found is not None and found[0].size <= size:
-        tail, crc = found
-        if probe_crc(disk.read_range(path, *probe_range(tail.size))) == crc:
-            return tail
-    log.info("channel directory %s: stale checkpoint, replaying the whole tail", chan_dir)
-    return None
+    if found is None or found[0].size > size:
+        return None
+    tail, crc = found
+    if probe_crc(disk.read_range(path, *probe_range(tail.size))) != crc:
+        return None
+    return tail
 
 
 def new_segment_blocking(disk: Disk, chan_dir: str, path: str, state: list[bytes]) -> int:

@@ -1,0 +1,73 @@
+"""The output pump of ``run``: drain the job's pipes as fast as it fills them.
+
+This thread does as little as possible per read (one ``readv`` into a reused buffer, the echo
+to the terminal, one ``Spool.put``), because a pipe the wrapper does not drain is a job that
+blocks. Splitting lines and encoding happen on the publisher thread. Both pipes are polled
+together, so a job that writes 50 MiB to stderr before it touches stdout cannot deadlock us
+(W6). The pump ends when both pipes report end-of-file, i.e. when the job *and every
+descendant holding them* are done writing.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import threading
+
+from .spawn import Child
+from .spool import STDERR, STDOUT, Spool
+
+READ_BYTES = 1 << 20
+
+
+class Pump(threading.Thread):
+    def __init__(self, child: Child, spool: Spool, echo: bool) -> None:
+        super().__init__(name="chanctl-run-pump", daemon=True)
+        self.spool = spool
+        # pipe fd -> (spool kind, the wrapper's own fd to echo to, or -1)
+        self.streams = {
+            child.stdout: (STDOUT, 1 if echo else -1),
+            child.stderr: (STDERR, 2 if echo else -1),
+        }
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        try:
+            self._drain()
+        finally:
+            self.done.set()
+
+    def _drain(self) -> None:
+        poller = select.poll()
+        for fd in self.streams:
+            poller.register(fd, select.POLLIN)
+        buf = bytearray(READ_BYTES)
+        open_fds = set(self.streams)
+        while open_fds:
+            for fd, _ in poller.poll():
+                kind, echo = self.streams[fd]
+                try:
+                    n = os.readv(fd, [buf])
+                except OSError:
+                    n = 0
+                if n == 0:  # end of this stream: tell the publisher, stop polling it
+                    poller.unregister(fd)
+                    open_fds.discard(fd)
+                    os.close(fd)
+                    self.spool.put(kind, b"")
+                    continue
+                data = bytes(buf[:n])
+                if echo >= 0 and not _echo(echo, data):
+                    self.streams[fd] = (kind, -1)
+                self.spool.put(kind, data)
+
+
+def _echo(fd: int, data: bytes) -> bool:
+    """Show the output on the wrapper's own stdout/stderr; False once that is gone (EPIPE)."""
+    view = memoryview(data)
+    try:
+        while view:
+            view = view[os.write(fd, view) :]
+    except OSError:
+        return False
+    return True

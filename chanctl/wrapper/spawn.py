@@ -1,0 +1,127 @@
+"""Starting the job: its own process group, pipes for its output and stdin, and a death signal.
+
+The child is started through a tiny exec shim (a few lines of Python run with ``-I -S``), not a
+``preexec_fn``: the wrapper runs threads, and forking a threaded process and running Python
+code before ``exec`` can deadlock on a lock another thread held. The shim, already a fresh
+process, asks the kernel for ``PR_SET_PDEATHSIG`` (so the job gets SIGTERM if the wrapper dies,
+even by SIGKILL), checks that the wrapper did not die before it asked, unblocks the signals the
+wrapper blocks for itself, restores the dispositions Python changed (SIGPIPE), and ``exec``s the
+command; the job keeps the shim's pid. It reports "not found" as 127 and "cannot execute" as
+126, like a shell.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import fcntl
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
+F_SETPIPE_SZ = 1031
+PIPE_BYTES = 1 << 20  # a 1 MiB pipe gives the reader ~50 ms of slack at 20 MB/s
+DEATH_SIGNAL = signal.SIGTERM
+
+_SHIM = r"""
+import ctypes, os, signal, sys
+ctypes.CDLL(None, use_errno=True).prctl(1, int(sys.argv[1]), 0, 0, 0)
+if os.getppid() != int(sys.argv[2]):
+    os._exit(125)
+for s in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT):
+    signal.signal(s, signal.SIG_DFL)
+signal.pthread_sigmask(signal.SIG_SETMASK, [])
+argv = sys.argv[3:]
+try:
+    os.execvp(argv[0], argv)
+except FileNotFoundError:
+    os.write(2, b"chanctl run: " + os.fsencode(argv[0]) + b": command not found\n")
+    os._exit(127)
+except OSError as exc:
+    os.write(2, b"chanctl run: " + os.fsencode(argv[0]) + b": " + exc.strerror.encode() + b"\n")
+    os._exit(126)
+"""
+
+
+@dataclass
+class Child:
+    """The running job: its pid (also its process group id) and the wrapper's pipe ends."""
+
+    proc: subprocess.Popen[bytes]
+    stdout: int
+    stderr: int
+    stdin: int
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+
+def set_child_subreaper() -> bool:
+    """Become the reaper of orphaned descendants (Linux); False where not supported."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return bool(libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
+    except (OSError, AttributeError):
+        return False
+
+
+def spawn(argv: Sequence[str], env: Mapping[str, str], cwd: str | None = None) -> Child:
+    """Start ``argv`` in a new process group with piped stdin, stdout and stderr."""
+    shim = [sys.executable, "-I", "-S", "-c", _SHIM, str(int(DEATH_SIGNAL)), str(os.getpid())]
+    proc = subprocess.Popen(
+        [*shim, *argv],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=dict(env),
+        cwd=cwd,
+        process_group=0,  # its own group: stop and forwarded signals reach all of the job
+        close_fds=True,
+    )
+    fds: list[int] = []
+    for pipe in (proc.stdout, proc.stderr, proc.stdin):
+        assert pipe is not None
+        fds.append(os.dup(pipe.fileno()))  # ours to close; Popen's file objects go now
+        pipe.close()
+    for fd in fds:
+        try:
+            fcntl.fcntl(fd, F_SETPIPE_SZ, PIPE_BYTES)
+        except OSError:
+            pass  # above /proc/sys/fs/pipe-max-size: keep the default 64 KiB
+    return Child(proc, fds[0], fds[1], fds[2])
+
+
+def exit_code(status: int) -> int:
+    """A wait status as the shell reports it: the exit code, or 128+N when killed by N."""
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code
+
+
+def signal_name(status: int) -> str | None:
+    """``SIGTERM`` and so on when the wait status says the process was killed by a signal."""
+    if not os.WIFSIGNALED(status):
+        return None
+    try:
+        return signal.Signals(os.WTERMSIG(status)).name
+    except ValueError:
+        return f"SIG{os.WTERMSIG(status)}"
+
+
+def signal_group(pgid: int, signum: int) -> bool:
+    """Signal the job's process group; False when nobody is left in it."""
+    try:
+        os.killpg(pgid, signum)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # a member changed its credentials (setuid); nothing we can do
+        return True
+    return True
+
+
+def group_alive(pgid: int) -> bool:
+    return signal_group(pgid, 0)

@@ -1,0 +1,108 @@
+"""Helpers for the web view tests: a TCP daemon on a fixed port, and reading the page's log.
+
+The log is virtualized (only visible rows are in the DOM), so "what the page shows" is read by
+scrolling it from top to bottom and collecting the rows each position puts in the DOM, keyed
+by the message seq each row carries. That is the DOM a person would see, row by row.
+"""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+from typing import Any
+
+from daemonkit import DaemonProcess, StartDaemon, TestEnv, http_tcp
+
+LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+CHROMIUM = "/usr/bin/chromium"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class WebDaemon:
+    """A daemon listening on loopback TCP with a token; restartable on the same port."""
+
+    tenv: TestEnv
+    start_daemon: StartDaemon
+    port: int
+    proc: DaemonProcess | None = None
+
+    def start(self) -> WebDaemon:
+        listen = f"127.0.0.1:{self.port}"
+        self.proc = self.start_daemon("--listen", listen, store="local")
+        return self
+
+    def stop(self) -> None:
+        assert self.proc is not None
+        self.proc.stop()
+
+    @property
+    def token(self) -> str:
+        return self.tenv.token_file.read_text().strip()
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def url(self, channel: str | None = None) -> str:
+        from urllib.parse import quote
+
+        query = f"?channel={quote(channel, safe='')}" if channel else ""
+        return f"{self.base}/ui/{query}#token={self.token}"
+
+    def get(self, path: str, headers: dict[str, str] | None = None) -> Any:
+        return http_tcp("127.0.0.1", self.port, "GET", path, headers=headers)
+
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+# Runs in the page: every row currently in the DOM as [seq, class, text].
+_DOM_ROWS = """() => [...document.querySelectorAll('#log .rows .row')].map(
+    (r) => [r.dataset.seq === undefined ? null : Number(r.dataset.seq), r.className,
+            r.querySelector('.tx').textContent])"""
+
+# Runs in the page: scroll the log to `top` and resolve after the next two frames.
+_SCROLL = """(top) => new Promise((resolve) => {
+    const log = document.getElementById('log');
+    log.scrollTop = top;
+    requestAnimationFrame(() => requestAnimationFrame(() => resolve(
+        [log.scrollTop, log.scrollHeight, log.clientHeight])));
+})"""
+
+
+def dom_rows(page: Any) -> list[list[Any]]:
+    return list(page.evaluate(_DOM_ROWS))
+
+
+def all_rows(page: Any) -> list[list[Any]]:
+    """Every row of the log, top to bottom, as the DOM shows it while scrolling through."""
+    seen: dict[int, list[Any]] = {}
+    top = 0
+    while True:
+        pos, height, view = page.evaluate(_SCROLL, top)
+        for index, row in _indexed(page):
+            seen[index] = row
+        if pos + view >= height - 1:
+            break
+        top = pos + max(1, view - 40)
+    return [seen[i] for i in sorted(seen)]
+
+
+def _indexed(page: Any) -> list[tuple[int, list[Any]]]:
+    """DOM rows with their index in the log (from the rows box offset and the row height)."""
+    first = page.evaluate(
+        """() => {
+        const box = document.querySelector('#log .rows');
+        const m = /translateY\\(([0-9.]+)px\\)/.exec(box.style.transform);
+        const row = box.firstElementChild;
+        const h = row ? row.getBoundingClientRect().height : 1;
+        return Math.round((m ? Number(m[1]) : 0) / h);
+    }"""
+    )
+    return [(first + i, row) for i, row in enumerate(dom_rows(page))]
