@@ -20,6 +20,12 @@ def main() -> None:
         args = parse_fast(argv[1:])
         if args is not None:
             _run_pub_fast(args)
+    if argv[:1] == ["send"]:  # the same for `send` (README "Steering and wrapping jobs")
+        from .commands._send_run import parse_fast as parse_send
+
+        send_args = parse_send(argv[1:])
+        if send_args is not None:
+            _run_pub_fast(send_args)
     from .cli import main as cli_main
 
     cli_main()
@@ -30,10 +36,15 @@ def _run_pub_fast(args: object) -> None:
     from .commands._pub_run import PubArgs, run_pub
     from .errors import ChanctlError
 
-    assert isinstance(args, PubArgs)
     try:
         with streaming_output():
-            run_pub(args)
+            if isinstance(args, PubArgs):
+                run_pub(args)
+            else:
+                from .commands._send_run import SendArgs, run_send
+
+                assert isinstance(args, SendArgs)
+                run_send(args)
     except ChanctlError as exc:
         report(exc)
     except Exception as exc:  # a bug: same wording as chanctl.cli

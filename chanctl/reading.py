@@ -60,14 +60,16 @@ class Batch:
         return len(self.values) if self.keep is None else len(self.keep)
 
     def raw_lines(self) -> bytes:
-        """Each message's data bytes followed by a newline (the `--raw` output)."""
+        """Each message's data bytes followed by a newline (the `--raw` output), except after a
+        message marked ``partial`` (a piece of a longer line): `run` output replays exactly."""
         if self.keep is None:
-            try:  # fast path: chanctl envelopes with UTF-8 data, the common case
+            try:  # fast path: chanctl envelopes with UTF-8 data and no headers, the common case
                 text = "\n".join([v["data"] for v in self.values])  # type: ignore[index]
-                return (text + "\n").encode() if self.values else b""
+                if not any(["headers" in v for v in self.values]):  # type: ignore[operator]
+                    return (text + "\n").encode() if self.values else b""
             except (KeyError, TypeError, UnicodeEncodeError):
                 pass
-        return b"".join(m.data + b"\n" for m in self.messages())
+        return b"".join(m.data + _line_end(m) for m in self.messages())
 
     def texts(self) -> list[str] | None:
         """Every message's data as text when all are chanctl envelopes with UTF-8 data (the
@@ -104,6 +106,10 @@ class Batch:
                 f'"type":{esc(value.get("type", p.TYPE_MESSAGE))},"data":{esc(value["data"])}}}\n'
             )
         return "".join(lines)
+
+
+def _line_end(msg: p.Message) -> bytes:
+    return b"" if msg.headers and msg.headers.get(p.HEADER_PARTIAL) == "1" else b"\n"
 
 
 class ReadState:

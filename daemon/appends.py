@@ -7,9 +7,9 @@ producer stamp, Stream-Seq and close marker atomically with the batch.
 
 A quarantined channel (a read met a corrupt record: C6 of reliability.md) refuses every append
 with 503 (``errors.Quarantined``) before anything else is checked. Then checks run in the
-protocol's precedence: closed, then content type, then body, then producer,
-then Stream-Seq (so a producer's retry is recognised as a duplicate before its Stream-Seq, which
-the original already consumed, could be reported as a regression).
+protocol's precedence: closed, then content type, then body, then producer, then Stream-Seq (so
+a producer's retry is recognised as a duplicate before its Stream-Seq, which the original
+already consumed, could be reported as a regression).
 """
 
 from __future__ import annotations

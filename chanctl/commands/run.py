@@ -15,30 +15,38 @@ from .options import ChannelArg, UrlOpt
 if TYPE_CHECKING:
     from ..client import Client
 
+CommandArg = Annotated[
+    list[str], typer.Argument(metavar="-- COMMAND [ARGS]...", help="The job to run.")
+]
+TakeoverOpt = Annotated[
+    bool, typer.Option("--takeover", help="Replace (fence) a live producer of the channel.")
+]
+NoCloseOpt = Annotated[
+    bool, typer.Option("--no-close", help="Leave the channel open when the job ends.")
+]
+StopSignalOpt = Annotated[
+    str, typer.Option("--stop-signal", metavar="SIG", help="What `stop` sends first.")
+]
+StopTimeoutOpt = Annotated[
+    str, typer.Option("--stop-timeout", metavar="D", help="SIGKILL this long after a stop.")
+]
+HeartbeatOpt = Annotated[
+    str, typer.Option("--heartbeat", metavar="D", hidden=True, help="Liveness interval.")
+]
+NoEchoOpt = Annotated[
+    bool, typer.Option("-q", "--quiet", help="Do not show the job's output here.")
+]
+
 
 def run(
     name: ChannelArg,
-    command: Annotated[
-        list[str], typer.Argument(metavar="-- COMMAND [ARGS]...", help="The job to run.")
-    ],
-    takeover: Annotated[
-        bool, typer.Option("--takeover", help="Replace (fence) a live producer of the channel.")
-    ] = False,
-    no_close: Annotated[
-        bool, typer.Option("--no-close", help="Leave the channel open when the job ends.")
-    ] = False,
-    stop_signal: Annotated[
-        str, typer.Option("--stop-signal", metavar="SIG", help="What `stop` sends first.")
-    ] = "TERM",
-    stop_timeout: Annotated[
-        str, typer.Option("--stop-timeout", metavar="D", help="SIGKILL this long after a stop.")
-    ] = "10s",
-    heartbeat: Annotated[
-        str, typer.Option("--heartbeat", metavar="D", hidden=True, help="Liveness interval.")
-    ] = "4s",
-    quiet: Annotated[
-        bool, typer.Option("-q", "--quiet", help="Do not show the job's output here.")
-    ] = False,
+    command: CommandArg,
+    takeover: TakeoverOpt = False,
+    no_close: NoCloseOpt = False,
+    stop_signal: StopSignalOpt = "TERM",
+    stop_timeout: StopTimeoutOpt = "10s",
+    heartbeat: HeartbeatOpt = "4s",
+    quiet: NoEchoOpt = False,
     url: UrlOpt = None,
 ) -> None:
     """Run a command; its output goes to the channel, steering from the channel reaches it.
@@ -63,9 +71,8 @@ def run(
         )
     except ValueError as exc:
         usage(str(exc))
-    factory = _client_factory(url, quiet)
     try:
-        code = run_job(opts, factory)
+        code = run_job(opts, _client_factory(url, quiet))
     except ce.RunFailed:
         raise
     except ce.ChanctlError as exc:  # `run` has one code for "chanctl failed": 125

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import os
-import sys
 from typing import Annotated
 
 import typer
 
 from .. import errors as ce
 from .. import protocol as p
-from ._common import Globals, make_client, streaming_output, usage
-from ._pub_run import stdin_lines
+from ._common import make_client, streaming_output, usage
+from ._send_run import SendArgs, run_send
 from .options import (
     ChannelArg,
     CursorOpt,
@@ -52,40 +51,17 @@ def send(
     Examples: chanctl send build stop --wait; chanctl send build signal USR1;
     chanctl send build stdin "yes"; chanctl send build --type note "50% done"
     """
-    seconds = _seconds(read_window(timeout=timeout))
-    texts = [" ".join(message)] if message else None
-    if json_:
-        _check_json(texts or [])
-    client = make_client(url, quiet)
+    args = SendArgs(name, list(message or []), type_, json_, wait, timeout, verbose, quiet, url)
     with streaming_output():
-        for text in texts if texts is not None else stdin_lines():
-            sent = client.send(name, text, type=type_, wait=wait, timeout=seconds)
-            sys.stdout.write(sent.offset + "\n")
-            sys.stdout.flush()
-            if sent.ack is not None and (verbose or Globals.verbose):
-                sys.stderr.write(f"{sent.ack.cmd}: {sent.ack.detail or 'ok'}\n")
+        run_send(args)
 
 
-def _seconds(window: dict[str, object]) -> float | None:
-    value = window.get("timeout")
-    return value if isinstance(value, float) else None
-
-
-def _check_json(texts: list[str]) -> None:
-    import json
-
-    for text in texts:
-        try:
-            json.loads(text)
-        except ValueError as exc:
-            usage(f"the message is not valid JSON: {exc}", hint="drop --json to send text")
+FollowOpt = Annotated[bool, typer.Option("-f", "--follow", help="Keep waiting for more.")]
 
 
 def recv(
     name: ChannelArg,
-    follow: Annotated[
-        bool, typer.Option("-f", "--follow", help="Keep waiting for new messages.")
-    ] = False,
+    follow: FollowOpt = False,
     cursor: CursorOpt = None,
     from_: FromOpt = None,
     type_: TypeOpt = None,
@@ -113,7 +89,7 @@ def recv(
         cursor=cursor,
         start=start if isinstance(start, str) else None,
         types=type_,
-        timeout=_seconds(window),
+        timeout=_seconds(window.get("timeout")),
     )
     from ._stream import pump  # rendering code loads only when a command runs
 
@@ -123,3 +99,7 @@ def recv(
         if follow:
             raise
         # Nothing was ever sent: no control lane yet, which for `recv` just means no messages.
+
+
+def _seconds(value: object) -> float | None:
+    return value if isinstance(value, float) else None

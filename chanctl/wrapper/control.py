@@ -37,13 +37,18 @@ class Steering(threading.Thread):
         self.job = job
         self.warn = warn
         self._closed = threading.Event()
-        self._busy = threading.Lock()
+        self._busy = threading.Lock()  # held while a message is handled
+        self._saving = threading.Lock()  # held while the position after it is saved
 
-    def close(self) -> None:
-        """Stop handling messages; waits for one being handled right now to finish."""
+    def close(self, save_timeout: float = 5.0) -> None:
+        """Stop handling messages. Waits for one being handled right now, and (a bounded
+        time) for its position to be saved: a `stop` that ended the job must be on record as
+        handled, or the next run would obey it again."""
         self._closed.set()
         with self._busy:
             pass
+        if self._saving.acquire(timeout=save_timeout):
+            self._saving.release()
 
     def run(self) -> None:
         try:
@@ -52,9 +57,13 @@ class Steering(threading.Thread):
                     if self._closed.is_set():
                         return
                     self._handle(msg)
+                    self._saving.acquire()
+                try:
                     self.client.set_cursor(
                         self.channel, p.PRODUCER_CURSOR, msg.next_offset, p.LANE_CONTROL
                     )
+                finally:
+                    self._saving.release()
         except ce.ChanctlError as exc:
             if not self._closed.is_set():
                 self.warn(f"steering stopped: {exc.message}")

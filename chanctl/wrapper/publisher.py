@@ -7,6 +7,12 @@ sequence) and, if the daemon goes away, re-sent with *the same tuple* until it a
 daemon's idempotent-producer check makes a body that did arrive before the failure count once.
 Meanwhile the spool absorbs the job's output, so the job never waits.
 
+While the job writes in a burst, the publisher holds its output back for a moment (until the
+job pauses for ``HOLD_QUIET`` seconds, ``HOLD_BYTES`` are waiting, or the oldest line has
+waited ``HOLD_MAX``): encoding and the daemon's parsing would otherwise compete with the job
+for the CPU while it runs (issue 4: a job printing 200,000 lines must not be slowed down by
+more than half). A job that prints now and then is never held: its pause starts the send.
+
 A 403 on the epoch means a newer run took the channel over (``--takeover``): this run is
 fenced, stops publishing and says so. Any other refusal also stops publishing; the run then
 exits 125 once its job has finished.
@@ -27,6 +33,9 @@ from .lines import PARTIAL_DELAY, LineSplitter
 from .spool import EVENT, STDERR, STDOUT, Record, Spool
 
 TAKE_BYTES = 1 << 20
+HOLD_QUIET = 0.01
+HOLD_MAX = 0.25
+HOLD_BYTES = 4 << 20
 
 
 class Publisher(threading.Thread):
@@ -76,7 +85,22 @@ class Publisher(threading.Thread):
                     splitter.flush(out)
                 self._send(out)
                 return
+            if records:
+                records += self._more_after_burst()
             self._send(self._encode(records))
+
+    def _more_after_burst(self) -> list[Record]:
+        """Hold back while the job is mid-burst, then take what it wrote meanwhile."""
+        self.spool.wait_quiet(HOLD_QUIET, time.monotonic() + HOLD_MAX, HOLD_BYTES)
+        more: list[Record] = []
+        size = 0
+        while size < HOLD_BYTES and self.spool.pending_bytes:
+            taken = self.spool.take(TAKE_BYTES, 0)
+            if not taken:
+                break
+            more += taken
+            size += sum(len(r.data) for r in taken)
+        return more
 
     def _partial_wait(self) -> float | None:
         """How long until an unfinished line is due to be flushed (None: nothing pending)."""

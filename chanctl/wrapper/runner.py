@@ -153,9 +153,11 @@ def _prepare_lanes(client: Client, channel: str) -> None:
     once); refuse a closed channel."""
     transport = Transport(client.endpoint)
     try:
-        made = client.send_via(transport, core.create_request(channel))
-        core.check(made, channel, "create")
-        if p.is_true(made.header(p.H_CLOSED)):
+        head = client.send_via(transport, core.head_request(channel))
+        if head.status == 404:
+            head = client.send_via(transport, core.create_request(channel))
+        core.check(head, channel, "create")
+        if p.is_true(head.header(p.H_CLOSED)):
             raise ce.RunFailed(
                 f"channel {channel!r} is closed: a run cannot append to it",
                 hint=f"delete it first (`chanctl rm -f {channel}`), or use another name",

@@ -48,12 +48,15 @@ class Spool:
         self._write_at = self._read_at = 0
         self._closed = False
         self._cond = threading.Condition()
+        self.last_put = 0.0  # monotonic time of the latest record
+        self._timer = threading.Event()  # never set: a sleep that is visibly a timer
 
     def put(self, kind: int, data: bytes, when: float | None = None) -> None:
         record = Record(kind, time.time() if when is None else when, data)
         with self._cond:
             if self._closed:
                 return
+            self.last_put = time.monotonic()
             if self._write_at == self._read_at and self._mem_bytes + len(data) <= self.mem_limit:
                 self._mem.append(record)
                 self._mem_bytes += len(data)
@@ -89,6 +92,19 @@ class Spool:
     def pending_bytes(self) -> int:
         with self._cond:
             return self._mem_bytes + self._write_at - self._read_at
+
+    def wait_quiet(self, quiet: float, until: float, max_bytes: int) -> None:
+        """Return once nothing was put for ``quiet`` seconds, ``max_bytes`` are waiting, the
+        spool is closed, or the monotonic clock reaches ``until``. Checks on a timer rather
+        than on every put: a job writing 8 KiB at a time must not wake us 1,000 times."""
+        while True:
+            now = time.monotonic()
+            with self._cond:
+                if self._closed or now - self.last_put >= quiet or now >= until:
+                    return
+                if self._mem_bytes + self._write_at - self._read_at >= max_bytes:
+                    return
+            self._timer.wait(min(quiet, until - now))
 
     def discard(self) -> None:
         """Drop everything buffered (publishing became impossible)."""

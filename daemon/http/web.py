@@ -147,6 +147,7 @@ class WebRoutes:
             resp.headers["Content-Security-Policy"] = self.unlock_csp
             resp.headers["WWW-Authenticate"] = 'Bearer realm="chanctl"'
             return resp
+        log.warning("rejected TCP request from %s: missing or wrong bearer token", request.remote)
         return error_response(401, "missing or invalid bearer token")
 
     def _refusal(self, request: web.Request) -> web.Response | None:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Retention:
     """Per-channel limits; whole segments are dropped once a limit is exceeded."""
 
@@ -29,7 +29,7 @@ class Retention:
     max_messages: int | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ForkOrigin:
     """Where a fork's history comes from: messages [0, seq) are read from ``source``."""
 
@@ -38,9 +38,11 @@ class ForkOrigin:
     sub_offset: int = 0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ChannelConfig:
-    """What is fixed when a channel is created (Durable Streams 'same config' comparison)."""
+    """What is fixed when a channel is created (Durable Streams 'same config' comparison).
+    Slotted, like the rest of what a channel keeps for its whole life: a daemon may hold
+    10,000 of them."""
 
     content_type: str
     created_at: float

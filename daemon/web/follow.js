@@ -13,6 +13,9 @@ import { formatOffset, offsetSeq, sleep } from "./util.js";
 const RETRY_MIN_MS = 250;
 const RETRY_MAX_MS = 4000;
 const MISSING_RETRY_MS = 2000;
+// The daemon sends a keep-alive every 15 s; this long without a byte, the connection is dead
+// even if no error says so (a laptop that slept, a network that vanished).
+const SILENCE_MS = 45_000;
 
 export class Follower {
   /**
@@ -74,9 +77,27 @@ export class Follower {
         : head.contentType.startsWith("text/") ? "text" : "base64";
     }
     const offset = this.nextSeq === null ? "-1" : formatOffset(this.nextSeq);
-    const resp = await this.api.stream(this.name, offset, signal, this.lane);
+    const conn = new AbortController();
+    const stop = () => conn.abort();
+    signal.addEventListener("abort", stop, { once: true });
+    let timer = setTimeout(stop, SILENCE_MS);
+    const alive = () => {
+      clearTimeout(timer);
+      timer = setTimeout(stop, SILENCE_MS);
+    };
+    try {
+      const resp = await this.api.stream(this.name, offset, conn.signal, this.lane);
+      return await this.read(resp.body, alive);
+    } finally {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", stop);
+    }
+  }
+
+  /** Consume one connection's events; true once the channel is known to be closed. */
+  async read(body, alive) {
     let pending = null;
-    for await (const event of sseEvents(resp.body)) {
+    for await (const event of sseEvents(body, alive)) {
       if (event.type === "data") {
         pending = pending === null ? event.data : pending + "\n" + event.data;
       } else if (event.type === "control") {

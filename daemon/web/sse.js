@@ -1,8 +1,9 @@
 // Server-Sent Events parsed from a fetch() body (the page reads with fetch so that it can send
 // the bearer header and choose the resume offset itself; see daemon/http/web.py).
 
-/** Yields {type, data} for every complete event of the stream `body`. */
-export async function* sseEvents(body) {
+/** Yields {type, data} for every complete event of the stream `body`; calls `onBytes()`
+ *  whenever anything arrives (keep-alive comments included). */
+export async function* sseEvents(body, onBytes = () => {}) {
   const reader = body.pipeThrough(new TextDecoderStream()).getReader();
   let buf = "";
   let type = "";
@@ -11,6 +12,7 @@ export async function* sseEvents(body) {
     for (;;) {
       const { value, done } = await reader.read();
       if (done) return;
+      onBytes();
       buf += value;
       const lines = buf.split("\n");
       buf = lines.pop();

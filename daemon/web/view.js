@@ -49,12 +49,14 @@ export class ChannelView {
     this.title.textContent = name;
     this.messages = 0;
     this.closed = false;
+    this.exists = false; // until the first read succeeds, there is nothing to steer
     this.started = false; // a `start` banner without its `exit` yet: a run is going
     this.exit = null;
     this.producer = null;
     this.sawHistory = false;
     this.wentLive = false;
     this.reconnectingSince = null;
+    this.lastState = null;
     this.log.clear();
     this.steerLog.clear();
     this.count.textContent = "";
@@ -122,10 +124,13 @@ export class ChannelView {
   }
 
   onStatus(state, detail) {
+    if (state === this.lastState && state !== "reconnecting") return; // once per change
+    this.lastState = state;
     if (state === "live" && !this.wentLive) {
       this.wentLive = true;
       if (this.sawHistory) this.log.append([noteRow("── live ──")]);
     }
+    if (state === "live" || state === "catching-up" || state === "closed") this.exists = true;
     if (state === "closed") {
       this.closed = true;
       this.control?.stop(); // nobody will act on steering any more
@@ -149,7 +154,8 @@ export class ChannelView {
 
   updateControls() {
     const running = this.producer === "attached" || (this.producer === null && this.started);
-    this.steering.show(this.name, { open: !this.closed, running: running && !this.closed });
+    const open = this.exists && !this.closed;
+    this.steering.show(this.name, { open, running: running && open });
   }
 
   async pollProducer(name, signal) {

@@ -1,63 +1,58 @@
-"""The chanctl half: the five workloads as plain Durable Streams HTTP over the unix socket.
+"""The chanctl half: each workload through chanctl's own client library.
 
-The bench speaks the wire protocol with aiohttp instead of using chanctl's own client, so the
-figures are what any HTTP client sees and a slow client library cannot hide a fast daemon (or
-the reverse). Channels are ``application/json`` streams; a message is a 100-byte JSON string.
+A user of chanctl writes with ``chanctl.Client`` / ``chanctl.AsyncClient`` and reads with their
+``tail`` and ``replay``, so that is what is measured: the figures include the library's JSON
+envelope (``{"type", "time", "data"}`` around the 100-byte payload), its idempotent-producer
+headers and its batching, exactly what a program built on chanctl pays. The daemon runs with
+``--fsync always`` (its default), on a unix socket in the run's temp dir.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import aiohttp
+import bench_chanctl_sse
 import bench_servers
 from bench_common import (
-    JSON_TYPE,
+    WARM_SEQ,
     CpuMeter,
     Deadline,
     Result,
-    Sizes,
-    json_batch,
-    json_message,
+    Run,
+    filler,
     paced_sends,
     progress,
+    record_fanout,
     record_latency,
     rss_mb,
     settle,
+    settle_all,
+    stop_tasks,
     tag_seq,
     throughput,
+    wait_until,
 )
 
-from chanctl.protocol import H_NEXT_OFFSET, H_UP_TO_DATE, parse_offset
+import chanctl
 
-BASE = "http://localhost/v1/stream/"
-HEADERS = {"Content-Type": JSON_TYPE}
+PAYLOAD = filler("m:", 100)
 # Where py-spy writes the daemon's collapsed stacks, one file per workload; set by --profile.
 PROFILE_DIR: Path | None = None
+MAX_OPS = 10_000_000  # a count bound next to every deadline
 
 
 class BenchError(RuntimeError):
-    """The daemon answered a benchmark request with an unexpected status."""
+    """The daemon's state disagrees with what the bench did."""
 
 
-def _session(sock: Path, connections: int = 1) -> aiohttp.ClientSession:
-    """A client session whose pool holds at most ``connections`` unix-socket connections."""
-    connector = aiohttp.UnixConnector(path=str(sock), limit=connections, force_close=False)
-    timeout = aiohttp.ClientTimeout(total=None, sock_read=60, sock_connect=10)
-    return aiohttp.ClientSession(connector=connector, timeout=timeout)
-
-
-def _daemon(
-    workdir: Path, workload: str
-) -> contextlib.AbstractContextManager[bench_servers.Server]:
+def _daemon(run: Run, workload: str) -> contextlib.AbstractContextManager[bench_servers.Server]:
     """The daemon with ``--fsync always``, under py-spy when --profile asked for it."""
     profile = PROFILE_DIR / f"{workload}.txt" if PROFILE_DIR else None
-    return bench_servers.chanctl(workdir, fsync="always", profile=profile)
+    return bench_servers.chanctl(run.workdir, fsync="always", profile=profile)
 
 
 def _socket(server: bench_servers.Server) -> Path:
@@ -66,263 +61,333 @@ def _socket(server: bench_servers.Server) -> Path:
     return server.socket_path
 
 
-async def _expect(resp: aiohttp.ClientResponse, ok: Sequence[int], what: str) -> bytes:
-    body = await resp.read()
-    if resp.status not in ok:
-        raise BenchError(f"{what}: HTTP {resp.status}: {body[:200]!r}")
-    return body
+def _url(server: bench_servers.Server) -> str:
+    return f"unix://{_socket(server)}"
 
 
-async def create(session: aiohttp.ClientSession, name: str) -> None:
-    """PUT a JSON channel (201 new, 200 if it already exists with the same config)."""
-    async with session.put(BASE + name, headers=HEADERS) as resp:
-        await _expect(resp, (200, 201), f"create {name}")
+def _sync_client(url: str) -> chanctl.Client:
+    """A client that never starts a daemon of its own: the bench owns the only one."""
+    return chanctl.Client(url, autostart=False)
 
 
-async def append(session: aiohttp.ClientSession, name: str, body: bytes) -> None:
-    """POST one message (a JSON value) or many (a JSON array) and wait for the durable ack."""
-    async with session.post(BASE + name, data=body, headers=HEADERS) as resp:
-        await _expect(resp, (200, 204), f"append to {name}")
+def _async_client(url: str) -> chanctl.AsyncClient:
+    return chanctl.AsyncClient(url, autostart=False)
 
 
-async def appends(workdir: Path, sizes: Sizes) -> Result:
-    """16 clients, each on its own connection, POSTing one message and awaiting the ack."""
+def _stored(url: str, channel: str) -> int:
+    """How many messages the daemon says ``channel`` holds (to check against the acks)."""
+    with _sync_client(url) as client:
+        return client.info(channel).messages or 0
+
+
+# -- 1. and 2.: acknowledged appends ------------------------------------------------------------
+
+
+def _serial_loop(url: str, seconds: float) -> int:
+    """``Client.publish`` one message at a time until the deadline; returns the acks."""
+    done = 0
+    stop = Deadline(seconds)
+    with _sync_client(url) as client:
+        client.create("serial")
+        while not stop.expired() and done < MAX_OPS:
+            client.publish("serial", PAYLOAD)
+            done += 1
+    return done
+
+
+async def serial(run: Run) -> Result:
+    """One ``chanctl.Client`` (stdlib HTTP, no event loop), one awaited append at a time."""
     result = Result()
-    with _daemon(workdir, "appends") as server:
-        sock = _socket(server)
-        async with _session(sock) as admin:
-            await create(admin, "appends")
-        stop = Deadline(sizes.append_seconds)
-        message = json_message("a:")
+    with _daemon(run, "serial") as server:
+        url = _url(server)
+        cpu = CpuMeter(server.pid)
+        start = time.perf_counter()
+        done = await asyncio.to_thread(_serial_loop, url, run.sizes.serial_seconds)
+        throughput(result, "serial", done, time.perf_counter() - start, cpu)
+        result.count("acked appends stored", done, _stored(url, "serial"))
+    return result
+
+
+async def concurrent(run: Run) -> Result:
+    """N ``chanctl.AsyncClient``s (one connection each) appending one message at a time to
+    one channel, so the daemon's group commit can share fsyncs between them."""
+    result = Result()
+    with _daemon(run, "concurrent") as server:
+        url = _url(server)
+        async with _async_client(url) as admin:
+            await admin.create("concurrent")
+        stop = Deadline(run.sizes.concurrent_seconds)
 
         async def one_client() -> int:
             done = 0
-            async with _session(sock) as session:
-                while not stop.expired() and done < 10_000_000:
-                    await append(session, "appends", message)
+            async with _async_client(url) as client:
+                while not stop.expired() and done < MAX_OPS:
+                    await client.publish("concurrent", PAYLOAD)
                     done += 1
             return done
 
         cpu = CpuMeter(server.pid)
         start = time.perf_counter()
-        counts = await asyncio.gather(*(one_client() for _ in range(sizes.append_clients)))
-        throughput(result, "appends", sum(counts), time.perf_counter() - start, cpu)
+        clients = run.sizes.concurrent_clients
+        counts = await asyncio.gather(*(one_client() for _ in range(clients)))
+        throughput(result, "concurrent", sum(counts), time.perf_counter() - start, cpu)
+        result.count("acked appends stored", sum(counts), _stored(url, "concurrent"))
     return result
 
 
-async def _post_batches(
-    session: aiohttp.ClientSession, name: str, sizes: Sizes, stop: Deadline, limit: int
-) -> int:
-    """JSON-array POSTs of ``batch_messages`` each, ``batches_in_flight`` at a time."""
-    body = json_batch(sizes.batch_messages)
-    sent = 0
-
-    async def worker() -> int:
-        nonlocal sent
-        done = 0
-        while sent < limit and not stop.expired():
-            sent += sizes.batch_messages
-            await append(session, name, body)
-            done += sizes.batch_messages
-        return done
-
-    return sum(await asyncio.gather(*(worker() for _ in range(sizes.batches_in_flight))))
+# -- 3.: streamed appends -----------------------------------------------------------------------
 
 
-async def batches(workdir: Path, sizes: Sizes) -> Result:
-    """One client streaming ~1000-message JSON arrays with a few POSTs in flight."""
+def _payloads(total: int, stop: Deadline, made: list[int]) -> Iterator[str]:
+    """``total`` payloads, or fewer if the deadline passes (checked every 1,000); ``made[0]``
+    counts what was handed to the library."""
+    while made[0] < total:
+        if made[0] % 1000 == 0 and stop.expired():
+            return
+        made[0] += 1
+        yield PAYLOAD
+
+
+def _stream_all(url: str, channel: str, total: int, seconds: float) -> tuple[int, int]:
+    """``Client.publish_many`` over a generator: ~1 MiB JSON-array batches, the next one
+    encoded while the previous one is in flight. Returns (generated, acknowledged)."""
+    made = [0]
+    with _sync_client(url) as client:
+        client.create(channel)
+        published = client.publish_many(channel, _payloads(total, Deadline(seconds), made))
+    return made[0], published.count
+
+
+async def stream(run: Run) -> Result:
+    """One client streaming ``stream_messages`` messages with ``publish_many``."""
     result = Result()
-    with _daemon(workdir, "batches") as server:
-        async with _session(_socket(server), sizes.batches_in_flight) as session:
-            await create(session, "batches")
-            cpu = CpuMeter(server.pid)
-            start = time.perf_counter()
-            stop = Deadline(sizes.batch_seconds)
-            count = await _post_batches(session, "batches", sizes, stop, 1_000_000_000)
-            throughput(result, "batches", count, time.perf_counter() - start, cpu)
+    sizes = run.sizes
+    with _daemon(run, "stream") as server:
+        url = _url(server)
+        cpu = CpuMeter(server.pid)
+        start = time.perf_counter()
+        made, acked = await asyncio.to_thread(
+            _stream_all, url, "stream", sizes.stream_messages, sizes.stream_seconds
+        )
+        throughput(result, "stream", acked, time.perf_counter() - start, cpu)
+        result.count("streamed messages acknowledged", made, acked)
+        result.count("streamed messages stored", acked, _stored(url, "stream"))
+        if made < sizes.stream_messages:
+            result.notes.append(f"chanctl stream: {made:,} messages in {sizes.stream_seconds:g}s")
     return result
 
 
-async def catchup(workdir: Path, sizes: Sizes) -> Result:
-    """GET ?offset=… from the start, following Stream-Next-Offset until Stream-Up-To-Date,
-    counting bytes only; the message count comes from the offsets (they count messages).
-
-    The data is loaded by one daemon and read through a second one started on the same data
-    directory: the read then measures the log on disk (a reader catching up on history), not
-    whatever the writer kept in memory, and the restart time is worth knowing too.
-    """
-    result = Result()
-    loaded = await _load(workdir, sizes, result)
-    start = time.perf_counter()
-    with _daemon(workdir, "catchup") as server:
-        result.extras["restart_s"] = time.perf_counter() - start
-        async with _session(_socket(server)) as session:
-            progress("chanctl: reading")
-            cpu = CpuMeter(server.pid)
-            start = time.perf_counter()
-            count, nbytes = await _read_all(session, "catchup", Deadline(sizes.fill_seconds))
-            throughput(result, "catchup", count, time.perf_counter() - start, cpu)
-            result.extras["catchup_mb"] = nbytes / 1e6
-            if count < loaded:
-                result.notes.append(f"chanctl catch-up: read {count:,} of {loaded:,} messages")
-    return result
+# -- 4. and 6.: live readers ----------------------------------------------------------------------
 
 
-async def _load(workdir: Path, sizes: Sizes, result: Result) -> int:
-    """Fill channel ``catchup`` with batched appends through a daemon that is then stopped."""
-    with bench_servers.chanctl(workdir, fsync="always") as server:
-        async with _session(_socket(server), sizes.batches_in_flight) as session:
-            await create(session, "catchup")
-            progress(f"chanctl: loading {sizes.catchup_messages:,} messages")
-            fill = Deadline(sizes.fill_seconds)
-            loaded = await _post_batches(session, "catchup", sizes, fill, sizes.catchup_messages)
-    if loaded < sizes.catchup_messages:
-        result.notes.append(f"chanctl catch-up: only {loaded:,} messages loaded in time")
-    return loaded
-
-
-async def _read_all(session: aiohttp.ClientSession, name: str, stop: Deadline) -> tuple[int, int]:
-    """(messages, bytes) read from the start until the daemon says we are up to date."""
-    offset, nbytes, requests = "-1", 0, 0
-    while not stop.expired() and requests < 10_000_000:
-        async with session.get(BASE + name, params={"offset": offset}) as resp:
-            if resp.status != 200:
-                await _expect(resp, (200,), f"read {name}")
-            async for chunk in resp.content.iter_any():
-                nbytes += len(chunk)
-            offset = resp.headers[H_NEXT_OFFSET]
-            requests += 1
-            if resp.headers.get(H_UP_TO_DATE, "").lower() == "true":
-                break
-    return parse_offset(offset) if offset != "-1" else 0, nbytes
-
-
-class SseReader:
-    """A minimal SSE client for one channel: records when each numbered message arrives.
-
-    It parses only what latency needs: ``event:`` and ``data:`` lines, dispatching at the blank
-    line that ends an event. Data events carry a JSON array of messages (JSON mode).
-    """
-
-    def __init__(self, resp: aiohttp.ClientResponse, seen: dict[int, int]) -> None:
-        self.resp = resp
-        self.seen = seen
-        self.ready = asyncio.Event()  # set at the first control event: the reader is live
-
-    async def run(self) -> None:
-        event, data = "", []
-        async for raw in self.resp.content:
-            line = raw.decode().rstrip("\r\n")
-            if line.startswith("event:"):
-                event = line[6:].strip()
-            elif line.startswith("data:"):
-                data.append(line[5:].removeprefix(" "))
-            elif not line:
-                self._dispatch(event, "\n".join(data))
-                event, data = "", []
-
-    def _dispatch(self, event: str, data: str) -> None:
-        now = time.perf_counter_ns()
-        if event == "control":
-            self.ready.set()
-        elif event == "data":
-            for message in json.loads(data):
-                seq = tag_seq(message, "L") if isinstance(message, str) else None
+async def _follow(url: str, channel: str, seen: dict[int, int]) -> None:
+    """``AsyncClient.tail`` from the channel's first message, timestamping each numbered
+    payload (``L<n>:``) when its answer arrives; runs until cancelled."""
+    async with _async_client(url) as client:
+        answers = 0
+        async for batch in client.tail(channel, start=0).batches():
+            now = time.perf_counter_ns()
+            for value in batch.values:
+                data = value.get("data") if isinstance(value, dict) else None
+                seq = tag_seq(data, "L") if isinstance(data, str) else None
                 if seq is not None:
-                    self.seen[seq] = now
+                    seen[seq] = now
+            answers += 1
+            if answers >= MAX_OPS:
+                return
 
 
 @contextlib.asynccontextmanager
-async def sse(session: aiohttp.ClientSession, name: str, offset: str) -> AsyncIterator[SseReader]:
-    """An open ``live=sse`` GET whose reader runs as a task until the block exits."""
-    params = {"offset": offset, "live": "sse"}
-    async with session.get(BASE + name, params=params) as resp:
-        if resp.status != 200:
-            await _expect(resp, (200,), f"sse {name}")
-        reader = SseReader(resp, {})
-        task = asyncio.create_task(reader.run())
-        try:
-            yield reader
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, aiohttp.ClientError):
-                await task
+async def _readers(url: str, channel: str, count: int) -> AsyncIterator[list[dict[int, int]]]:
+    """``count`` live readers, each its own client and connection, proven live by a warm-up
+    message every one of them has received before the block body runs."""
+    seens: list[dict[int, int]] = [{} for _ in range(count)]
+    tasks = [asyncio.create_task(_follow(url, channel, seen)) for seen in seens]
+    try:
+        async with _async_client(url) as client:
+            await client.publish(channel, filler(f"L{WARM_SEQ}:", 100))
+        await wait_until(lambda: all(WARM_SEQ in seen for seen in seens), tasks, 60)
+        for seen in seens:
+            seen.clear()
+        yield seens
+    finally:
+        await stop_tasks(tasks)
 
 
-async def latency(workdir: Path, sizes: Sizes) -> Result:
-    """POST one message at a time at a fixed rate; an SSE reader on another connection
-    timestamps delivery with this process's monotonic clock."""
+async def _paced_publish(
+    url: str, channel: str, rate: int, seconds: float
+) -> dict[int, tuple[int, int]]:
+    """``AsyncClient.publish`` at ``rate`` a second, each awaited (see ``paced_sends``)."""
+    async with _async_client(url) as writer:
+
+        async def send(i: int) -> None:
+            await writer.publish(channel, filler(f"L{i}:", 100))
+
+        return await paced_sends(rate, int(rate * seconds), send)
+
+
+async def latency(run: Run) -> Result:
+    """Append at a fixed rate; one reader on another connection timestamps delivery with this
+    process's monotonic clock: first the library's ``tail`` (long-poll), then, on a second
+    channel of the same daemon, a raw SSE reader (rows ``lat_sse_*``)."""
     result = Result()
-    total = int(sizes.latency_rate * sizes.latency_seconds)
-    with _daemon(workdir, "latency") as server:
-        sock = _socket(server)
-        async with _session(sock) as writer, _session(sock) as rd:
-            await create(writer, "live")
-            async with sse(rd, "live", "now") as reader:
-                await asyncio.wait_for(reader.ready.wait(), timeout=10)
-
-                async def send(i: int) -> None:
-                    await append(writer, "live", json_message(f"L{i}:"))
-
-                sent = await paced_sends(sizes.latency_rate, total, send)
-                await settle(reader.seen, total)
-                seen = dict(reader.seen)
-    record_latency(result, sent, seen, "chanctl")
+    sizes = run.sizes
+    with _daemon(run, "latency") as server:
+        url = _url(server)
+        async with _async_client(url) as admin:
+            await admin.create("live")
+            await admin.create("live-sse")
+        async with _readers(url, "live", 1) as seens:
+            sent = await _paced_publish(url, "live", sizes.latency_rate, sizes.latency_seconds)
+            await settle(seens[0], len(sent))
+        record_latency(result, sent, seens[0], "chanctl")
+        async with bench_chanctl_sse.readers(_socket(server), "live-sse", 1) as seens:
+            sent = await _paced_publish(url, "live-sse", sizes.latency_rate, sizes.latency_seconds)
+            await settle(seens[0], len(sent))
+        record_latency(result, sent, seens[0], "chanctl SSE", prefix="lat_sse")
     return result
 
 
-async def rss(workdir: Path, sizes: Sizes) -> Result:
-    """Daemon RSS idle, then with N one-message channels, then plus M idle SSE readers."""
+async def fanout(run: Run) -> Result:
+    """Append at a fixed rate to one channel that ``fanout_readers`` tails follow, then the
+    same to a second channel with raw SSE readers (rows ``fan_sse_*``)."""
     result = Result()
-    with _daemon(workdir, "rss") as server:
-        sock = _socket(server)
+    sizes = run.sizes
+    with _daemon(run, "fanout") as server:
+        url = _url(server)
+        async with _async_client(url) as admin:
+            await admin.create("fan")
+            await admin.create("fan-sse")
+        progress(f"chanctl: opening {sizes.fanout_readers} live readers")
+        async with _readers(url, "fan", sizes.fanout_readers) as seens:
+            cpu = CpuMeter(server.pid)
+            sent = await _paced_publish(url, "fan", sizes.fanout_rate, sizes.fanout_seconds)
+            await settle_all(seens, len(sent))
+            result.extras.update(cpu.read())
+        record_fanout(result, sent, seens)
+        progress(f"chanctl: opening {sizes.fanout_readers} SSE readers")
+        async with bench_chanctl_sse.readers(
+            _socket(server), "fan-sse", sizes.fanout_readers
+        ) as seens:
+            sent = await _paced_publish(url, "fan-sse", sizes.fanout_rate, sizes.fanout_seconds)
+            await settle_all(seens, len(sent))
+        record_fanout(result, sent, seens, prefix="fan_sse")
+    return result
+
+
+# -- 5.: catch-up read ----------------------------------------------------------------------------
+
+
+def _replay_count(url: str, channel: str, seconds: float) -> int:
+    """Messages ``Client.replay`` returns from the start, counted per answer (each answer is
+    decoded into its JSON values, as every reader of the library gets them)."""
+    count = 0
+    stop = Deadline(seconds)
+    with _sync_client(url) as client:
+        for batch in client.replay(channel).batches():
+            count += len(batch)
+            if stop.expired():
+                break
+    return count
+
+
+async def catchup(run: Run) -> Result:
+    """Load the channel through one daemon, then read it from the start through a second
+    daemon started on the same data: the read measures the log on disk (a reader catching up
+    on history), not whatever the writer kept in memory; the restart time is noted too."""
+    result = Result()
+    sizes = run.sizes
+    with bench_servers.chanctl(run.workdir, fsync="always") as loader:
+        progress(f"chanctl: loading {sizes.catchup_messages:,} messages")
+        made, loaded = await asyncio.to_thread(
+            _stream_all, _url(loader), "catchup", sizes.catchup_messages, sizes.fill_seconds
+        )
+    result.count("catch-up messages loaded", sizes.catchup_messages, loaded)
+    start = time.perf_counter()
+    with _daemon(run, "catchup") as server:
+        result.extras["restart_s"] = time.perf_counter() - start
+        progress("chanctl: reading")
+        cpu = CpuMeter(server.pid)
+        start = time.perf_counter()
+        count = await asyncio.to_thread(_replay_count, _url(server), "catchup", sizes.fill_seconds)
+        throughput(result, "catchup", count, time.perf_counter() - start, cpu)
+    result.count("catch-up messages read", loaded, count)
+    return result
+
+
+# -- 8.: memory -----------------------------------------------------------------------------------
+
+
+async def _make_channels(url: str, count: int, stop: Deadline, workers: int = 16) -> int:
+    """Create ``count`` channels with one message each, ``workers`` clients at a time."""
+    todo = iter(range(count))
+    made = 0
+
+    async def worker() -> None:
+        nonlocal made
+        async with _async_client(url) as client:
+            for i in todo:
+                if stop.expired():
+                    return
+                await client.create(f"ch-{i}")
+                await client.publish(f"ch-{i}", PAYLOAD)
+                made += 1
+
+    await asyncio.gather(*(worker() for _ in range(workers)))
+    return made
+
+
+async def _idle_tail(url: str, channel: str) -> None:
+    """A ``tail`` that waits at the end of ``channel`` for messages that never come."""
+    async with _async_client(url) as client:
+        answers = 0
+        async for _batch in client.tail(channel, start="now").batches():
+            answers += 1  # long-poll timeouts answer empty batches now and then
+            if answers >= MAX_OPS:
+                return
+
+
+async def _live_readers(url: str) -> int:
+    """Live readers the daemon is serving right now, from its channel listing."""
+    async with _async_client(url) as client:
+        return sum(info.readers or 0 for info in await client.list())
+
+
+@contextlib.asynccontextmanager
+async def _idle_readers(url: str, count: int, stop: Deadline) -> AsyncIterator[int]:
+    """``count`` idle tails on channels ch-0..., each its own connection; yields how many
+    the daemon reports as live once they are all parked (bounded by ``stop``)."""
+    tasks = [asyncio.create_task(_idle_tail(url, f"ch-{i}")) for i in range(count)]
+    try:
+        live = 0
+        while not stop.expired():
+            live = await _live_readers(url)
+            if live >= count:
+                break
+            await asyncio.sleep(0.5)  # a listing of 10,000 channels is not free
+        yield live
+    finally:
+        await stop_tasks(tasks)
+
+
+async def rss(run: Run) -> Result:
+    """Daemon RSS idle, then with N one-message channels, then plus M idle ``tail``s."""
+    result = Result()
+    sizes = run.sizes
+    with _daemon(run, "rss") as server:
+        url = _url(server)
         await asyncio.sleep(1)
         result.values["rss_idle"] = rss_mb(server.pid)
         progress(f"chanctl: creating {sizes.rss_channels:,} channels")
         stop = Deadline(sizes.setup_seconds)
         start = time.perf_counter()
-        made = await _make_channels(sock, sizes.rss_channels, stop)
+        made = await _make_channels(url, sizes.rss_channels, stop)
         result.extras["create_per_s"] = made / (time.perf_counter() - start)
+        result.count("channels created", sizes.rss_channels, made)
         result.values["rss_channels"] = rss_mb(server.pid)
-        progress(f"chanctl: opening {sizes.rss_readers} idle SSE readers")
-        async with _idle_readers(sock, min(made, sizes.rss_readers), stop) as n:
+        progress(f"chanctl: opening {sizes.rss_readers:,} idle readers")
+        async with _idle_readers(url, min(made, sizes.rss_readers), stop) as live:
             await asyncio.sleep(1)
             result.values["rss_loaded"] = rss_mb(server.pid)
-            if n < sizes.rss_readers or made < sizes.rss_channels:
-                result.notes.append(f"chanctl rss: {made:,} channels, {n} readers in time")
+        result.count("idle live readers", sizes.rss_readers, live)
     return result
-
-
-async def _make_channels(sock: Path, count: int, stop: Deadline, workers: int = 16) -> int:
-    """Create ``count`` channels with one message each, ``workers`` requests at a time."""
-    todo = iter(range(count))
-    made = 0
-    message = json_message("r:")
-
-    async def worker(session: aiohttp.ClientSession) -> None:
-        nonlocal made
-        for i in todo:
-            if stop.expired():
-                return
-            await create(session, f"ch-{i}")
-            await append(session, f"ch-{i}", message)
-            made += 1
-
-    async with _session(sock, workers) as session:
-        await asyncio.gather(*(worker(session) for _ in range(workers)))
-    return made
-
-
-@contextlib.asynccontextmanager
-async def _idle_readers(sock: Path, count: int, stop: Deadline) -> AsyncIterator[int]:
-    """``count`` SSE readers at the tail of channels ch-0…, each its own connection."""
-    async with contextlib.AsyncExitStack() as stack:
-        session = await stack.enter_async_context(_session(sock, count + 1))
-        opened = 0
-        for i in range(count):
-            if stop.expired():
-                break
-            reader = await stack.enter_async_context(sse(session, f"ch-{i}", "now"))
-            await asyncio.wait_for(reader.ready.wait(), timeout=max(stop.left(), 1))
-            opened += 1
-        yield opened

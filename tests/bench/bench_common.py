@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 MESSAGE_BYTES = 100
+WARM_SEQ = 999_999_999  # the number of the warm-up message that proves a live reader is live
 JSON_TYPE = "application/json"
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 _PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
@@ -26,57 +27,99 @@ _STARTED = time.monotonic()
 
 @dataclass(frozen=True)
 class Sizes:
-    """How big each workload is; ``--quick`` picks the small set for a smoke run."""
+    """How big each workload is; ``--smoke`` picks the small set (seconds, not minutes)."""
 
-    append_seconds: float = 10.0
-    append_clients: int = 16
-    batch_seconds: float = 10.0
-    batch_messages: int = 1000
-    batches_in_flight: int = 4
-    catchup_messages: int = 1_000_000
-    fill_seconds: float = 240.0  # bound on loading the catch-up data set
-    latency_rate: int = 1000
-    latency_seconds: float = 5.0
-    rss_channels: int = 10_000
+    serial_seconds: float = 10.0  # 1. one client, one append at a time
+    concurrent_seconds: float = 10.0  # 2. N clients, one append at a time each
+    concurrent_clients: int = 16
+    stream_messages: int = 1_000_000  # 3. one client streaming/pipelining
+    stream_seconds: float = 90.0  # bound on 3. (a peer that fsyncs each message is slow)
+    stream_window: int = 1000  # messages per pipeline / unacknowledged async publishes
+    latency_rate: int = 1000  # 4. appends/s with one live reader
+    latency_seconds: float = 10.0
+    catchup_messages: int = 1_000_000  # 5.
+    fill_seconds: float = 240.0  # bound on loading, and on reading, the catch-up data set
+    fanout_readers: int = 100  # 6. live readers of one channel
+    fanout_rate: int = 1000
+    fanout_seconds: float = 10.0
+    shell_runs: int = 11  # 7. whole-process publishes per run (the median is kept)
+    pipe_lines: int = 1_000_000  # 7. `seq N | chanctl pub`
+    rss_channels: int = 10_000  # 8.
     rss_readers: int = 1000
-    setup_seconds: float = 180.0  # bound on creating channels and opening readers
+    setup_seconds: float = 300.0  # bound on creating channels and opening readers
 
 
-QUICK = Sizes(
-    append_seconds=2.0,
-    batch_seconds=2.0,
-    catchup_messages=100_000,
-    fill_seconds=60.0,
-    latency_seconds=1.0,
-    rss_channels=500,
-    rss_readers=100,
-    setup_seconds=60.0,
+SMOKE = Sizes(
+    serial_seconds=0.5,
+    concurrent_seconds=0.5,
+    stream_messages=20_000,
+    stream_seconds=30.0,
+    latency_seconds=0.5,
+    catchup_messages=20_000,
+    fill_seconds=30.0,
+    fanout_readers=10,
+    fanout_seconds=0.5,
+    shell_runs=2,
+    pipe_lines=10_000,
+    rss_channels=200,
+    rss_readers=20,
+    setup_seconds=30.0,
 )
+
+
+@dataclass(frozen=True)
+class Run:
+    """What one workload function gets: its private temp dir, the sizes, and whether the
+    server under test must fsync before acknowledging (the peers run both ways)."""
+
+    workdir: Path
+    sizes: Sizes
+    durable: bool = True
 
 
 @dataclass
 class Result:
     """One workload's figures for one system, plus what a reader needs to trust them.
 
-    ``values`` maps a row key of the report to a number. ``extras`` holds context: how busy the
-    bench process and the server were (on two cores a Python client can be the bottleneck
-    rather than the server, and the table alone would hide that), restart times and the like.
+    ``values`` maps a row key of the report to a number. ``counts`` maps what was counted to
+    [expected, seen]: a benchmark that loses or duplicates messages must fail, not print a fast
+    figure, so every workload records how many messages it sent and how many the server (or
+    the readers) ended up with. ``extras`` holds context: how busy the bench process and the
+    server were (on two cores a Python client can be the bottleneck rather than the server,
+    and the table alone would hide that), restart times and the like.
     """
 
     values: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     extras: dict[str, float] = field(default_factory=dict)
     runs: dict[str, list[float]] = field(default_factory=dict)  # every run's value (--repeat)
+    counts: dict[str, list[int]] = field(default_factory=dict)
+
+    def count(self, what: str, expected: int, seen: int) -> None:
+        """Record a message count to verify; ``expected`` must be positive to prove anything."""
+        self.counts[what] = [expected, seen]
+
+    def miscounts(self) -> list[str]:
+        """Every recorded count that does not match, or that counted nothing at all."""
+        return [
+            f"{what}: expected {want:,}, counted {got:,}"
+            for what, (want, got) in self.counts.items()
+            if want != got or want <= 0
+        ]
 
 
 def merge(results: Sequence[Result]) -> Result:
     """Medians over repeated runs (the machine is shared and noisy), keeping every run's
-    value in ``runs`` so the spread is visible in the JSON output."""
+    value in ``runs`` so the report can show the spread (min-max) next to the median."""
     merged = Result()
     for result in results:
         for key, value in result.values.items():
             merged.runs.setdefault(key, []).append(value)
         merged.notes += [n for n in result.notes if n not in merged.notes]
+        for what, (want, got) in result.counts.items():
+            total = merged.counts.setdefault(what, [0, 0])
+            total[0] += want
+            total[1] += got
     merged.values = {k: statistics.median(v) for k, v in merged.runs.items()}
     keys = {k for r in results for k in r.extras}
     merged.extras = {
@@ -240,27 +283,103 @@ async def settle(
             await reader
 
 
-def record_latency(
-    result: Result, sent: dict[int, tuple[int, int]], seen: dict[int, int], label: str
-) -> None:
-    """p50/p99 in ms of send-start -> delivery (the headline) and of ack -> delivery.
+def delays_ms(
+    sent: dict[int, tuple[int, int]], seen: dict[int, int], from_ack: bool
+) -> list[float]:
+    """Sorted delays in ms from each send (or its ack) to its delivery, for delivered ones.
 
-    ``seen`` maps a message number to the perf_counter_ns at which the reader got it.
+    ``seen`` maps a message number to the perf_counter_ns at which a reader got it.
     """
-    from_send = sorted((seen[i] - t[0]) / 1e6 for i, t in sent.items() if i in seen)
-    from_ack = sorted((seen[i] - t[1]) / 1e6 for i, t in sent.items() if i in seen)
+    side = 1 if from_ack else 0
+    return sorted((seen[i] - t[side]) / 1e6 for i, t in sent.items() if i in seen)
+
+
+def send_rate(sent: dict[int, tuple[int, int]]) -> float:
+    """Appends per second actually achieved by a paced writer (0 for fewer than two)."""
+    starts = [t[0] for t in sent.values()]
+    seconds = (max(starts) - min(starts)) / 1e9 if len(starts) > 1 else 0.0
+    return (len(starts) - 1) / seconds if seconds > 0 else 0.0
+
+
+def record_latency(
+    result: Result,
+    sent: dict[int, tuple[int, int]],
+    seen: dict[int, int],
+    label: str,
+    prefix: str = "lat",
+) -> None:
+    """p50/p99/max in ms of send-start -> delivery (the headline), p50/p99 of ack -> delivery,
+    the rate achieved, and the delivered count for the smoke check; keys start with
+    ``prefix`` so one workload can record two kinds of reader."""
+    result.count(f"{prefix}: reader deliveries", len(sent), len(seen.keys() & sent.keys()))
+    from_send = delays_ms(sent, seen, from_ack=False)
+    from_ack = delays_ms(sent, seen, from_ack=True)
     if not from_send:
         result.notes.append(f"{label} latency: the reader saw no message")
         return
-    result.values["lat_p50"] = percentile(from_send, 0.50)
-    result.values["lat_p99"] = percentile(from_send, 0.99)
-    result.values["lat_ack_p50"] = percentile(from_ack, 0.50)
-    result.values["lat_ack_p99"] = percentile(from_ack, 0.99)
-    seconds = (max(t[0] for t in sent.values()) - min(t[0] for t in sent.values())) / 1e9
-    if seconds > 0:
-        result.values["lat_rate"] = (len(sent) - 1) / seconds
-    if len(from_send) < len(sent):
-        result.notes.append(f"{label} latency: {len(sent) - len(from_send)} messages never seen")
+    result.values[f"{prefix}_p50"] = percentile(from_send, 0.50)
+    result.values[f"{prefix}_p99"] = percentile(from_send, 0.99)
+    result.values[f"{prefix}_max"] = from_send[-1]
+    result.values[f"{prefix}_ack_p50"] = percentile(from_ack, 0.50)
+    result.values[f"{prefix}_ack_p99"] = percentile(from_ack, 0.99)
+    result.values[f"{prefix}_rate"] = send_rate(sent)
+
+
+async def wait_until(
+    ready: Callable[[], bool], tasks: Sequence[asyncio.Task[None]], seconds: float
+) -> None:
+    """Poll ``ready()`` until it holds (bounded by ``seconds``). A reader task that ended
+    meanwhile raises its own error here, or a RuntimeError if it ended quietly."""
+    stop = Deadline(seconds)
+    while not ready():
+        for task in tasks:
+            if task.done():
+                task.result()
+                raise RuntimeError("a live reader ended early")
+        if stop.expired():
+            raise RuntimeError(f"live readers not ready after {seconds:g}s")
+        await asyncio.sleep(0.01)
+
+
+async def stop_tasks(tasks: Sequence[asyncio.Task[None]]) -> None:
+    """Cancel reader tasks and wait for them, so no connection outlives its server."""
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def settle_all(seens: Sequence[dict[int, int]], total: int, seconds: float = 10) -> None:
+    """Wait (bounded) until every reader has seen ``total`` messages; fan-out readers share
+    one deadline so 100 slow readers cost at most ``seconds``, not 100 times that."""
+    stop = Deadline(seconds)
+    while any(len(seen) < total for seen in seens) and not stop.expired():
+        await asyncio.sleep(0.02)
+
+
+def record_fanout(
+    result: Result,
+    sent: dict[int, tuple[int, int]],
+    seens: Sequence[dict[int, int]],
+    prefix: str = "fan",
+) -> None:
+    """Deliveries/s over all readers (first send to last delivery), and p50/p99/max of
+    send -> delivery across every delivery; every reader must get every message."""
+    delivered = sum(len(seen.keys() & sent.keys()) for seen in seens)
+    result.count(f"{prefix}: deliveries", len(sent) * len(seens), delivered)
+    delays: list[float] = []
+    for seen in seens:
+        delays += delays_ms(sent, seen, from_ack=False)
+    if not delays:
+        result.notes.append(f"{prefix}: no reader saw a message")
+        return
+    delays.sort()
+    first = min(t[0] for t in sent.values())
+    last = max(max(seen.values()) for seen in seens if seen)
+    result.values[f"{prefix}_rate"] = delivered / max((last - first) / 1e9, 1e-9)
+    result.values[f"{prefix}_p50"] = percentile(delays, 0.50)
+    result.values[f"{prefix}_p99"] = percentile(delays, 0.99)
+    result.values[f"{prefix}_max"] = delays[-1]
+    result.values[f"{prefix}_send_rate"] = send_rate(sent)
 
 
 def fsync_micros(directory: Path, count: int = 200) -> float:

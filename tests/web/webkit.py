@@ -106,3 +106,38 @@ def _indexed(page: Any) -> list[tuple[int, list[Any]]]:
     }"""
     )
     return [(first + i, row) for i, row in enumerate(dom_rows(page))]
+
+
+# Runs in the page: WCAG contrast ratio of each selector's first match against the first
+# opaque background behind it; returns [selector, ratio] for those below `minimum`.
+_CONTRAST = """([selectors, minimum]) => {
+    const rgb = (c) => (c.match(/[0-9.]+/g) || []).map(Number);
+    const lum = ([r, g, b]) => {
+        const f = (v) => {
+            v /= 255;
+            return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4;
+        };
+        return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+    };
+    const background = (el) => {
+        for (; el; el = el.parentElement) {
+            const c = rgb(getComputedStyle(el).backgroundColor);
+            if (c.length === 3 || c[3] > 0) return c;
+        }
+        return rgb(getComputedStyle(document.documentElement).backgroundColor);
+    };
+    const bad = [];
+    for (const sel of selectors) {
+        const el = document.querySelector(sel);
+        if (!el) { bad.push([sel, 0]); continue; }
+        const [a, b] = [lum(rgb(getComputedStyle(el).color)), lum(background(el))];
+        const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+        if (ratio < minimum) bad.push([sel, Math.round(ratio * 100) / 100]);
+    }
+    return bad;
+}"""
+
+
+def low_contrast(page: Any, selectors: list[str], minimum: float = 4.5) -> list[list[Any]]:
+    """Selectors whose text fails WCAG AA contrast (or that match nothing)."""
+    return list(page.evaluate(_CONTRAST, [selectors, minimum]))

@@ -1,11 +1,12 @@
 """One channel's log: its segments, its pending state and its single writer (style rule 6).
 
 ``submit`` runs synchronously on the event loop: it assigns sequence numbers, updates the
-*pending* ChannelState (what the service validates the next append against), encodes the record
-and queues it. One writer task per channel (started on demand, gone when idle) takes every
-queued record, writes them with one ``writev`` and one ``fdatasync`` in a thread, then advances
-the durable horizon, resolves the futures in order and wakes waiters. Records submitted while a
-group is on its way to disk form the next group.
+*pending* ChannelState (what the service validates the next append against), decides whether the
+batch starts a new segment, encodes the record and pushes it into the channel's pipe. A writer
+thread (``pipeline``) takes everything pushed so far, writes it with one ``writev`` and one
+``fdatasync``, and reports; ``_on_report`` then advances the durable horizon, resolves the
+futures in order, feeds the tail cache and wakes waiters. Batches pushed while a group is on its
+way to disk form the next group, which the thread starts as soon as the previous fsync returns.
 
 Every queued batch carries an undo entry, so when a group fails the pending state can be rewound
 to the durable one exactly. ENOSPC rewinds and lets later appends try again; any other write or
@@ -16,10 +17,10 @@ Everything here runs on the event loop; methods that need the loop-only invarian
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
 import os
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -32,12 +33,14 @@ from ..base import (
     StoreError,
 )
 from .layout import write_checkpoint_blocking
+from .pipeline import Outcome, Pipe
 from .records import encode_state
 from .segment import Segment, segment_name
 from .shared import Shared
 from .staging import Pending, rewind, stage
 from .tail import TailState
-from .writer import GroupPlan, GroupResult, Run, sync_blocking, write_group_blocking
+from .tailcache import TailCache
+from .writer import GroupResult, Roll
 
 log = logging.getLogger("chanctl.store")
 CHECKPOINT_EVERY = 4 << 20
@@ -56,8 +59,14 @@ class ChannelLog:
         self.failed: StoreError | None = None
         self.removed = False  # the channel was deleted for good
         self.indexing: dict[str, asyncio.Future[None]] = {}
-        self._queue: list[Pending] = []
-        self._writer: asyncio.Task[None] | None = None
+        self.cache = TailCache(shared.tail_budget)
+        self._inflight: deque[Pending] = deque()  # pushed, not reported yet; oldest first
+        self._pipe: Pipe | None = None  # created by the first append
+        self._pin: tuple[str, int] | None = None  # the writer's segment fd, while it may use it
+        self._tail = (0, 0, 0)  # (size, base, end seq) of the writer's segment, while pinned
+        self._syncing = False  # a background fsync is on its way
+        self._idle: asyncio.Future[None] | None = None  # drain() waits for the writer on it
+        self._ckpt_task: asyncio.Task[None] | None = None
         self._waiters: list[asyncio.Future[None]] = []
         self._dirty = False  # written but not fsynced (interval / never)
         self._last_sync = time.monotonic()
@@ -70,130 +79,138 @@ class ChannelLog:
     def submit(self, batch: AppendBatch) -> asyncio.Future[Committed]:
         if self.failed is not None:
             raise type(self.failed)(str(self.failed))
+        if self._pin is None:
+            self._start_or_raise()
         sh = self.shared
-        item = stage(self.state, batch, sh.max_record, sh.producer_cap)
-        item.future = asyncio.get_running_loop().create_future()
-        self._queue.append(item)
-        self._kick()
+        try:
+            roll = self._roll_if_full()
+            item = stage(self.state, batch, sh.max_record, sh.producer_cap)
+        except BaseException:
+            self._maybe_idle()
+            raise
+        size, base, _ = self._tail
+        if roll is not None:
+            item.roll = roll
+            size, base = sum(map(len, roll.state)), item.first_seq
+        self._tail = (size + item.size, base, item.next_seq)
+        assert self._pipe is not None
+        item.future = self._pipe.loop.create_future()
+        self._inflight.append(item)
+        self._pipe.push(item)
         return item.future
 
-    def _kick(self) -> None:
-        self._timer = None
-        if self._writer is None:
-            self._writer = asyncio.get_running_loop().create_task(self._write_loop())
+    def _roll_if_full(self) -> Roll | None:
+        """A new segment for the next batch when the writer's segment is full (and holds a
+        message): its STATE records are the pending state as of just before that batch."""
+        size, base, end = self._tail
+        if size < self.shared.segment_bytes or end <= base:
+            return None
+        st = self.state
+        path = os.path.join(self.dir, segment_name(st.next_seq))
+        state = encode_state(
+            st.next_seq, time.time_ns(), st.closed, st.last_stream_seq, st.producers.items()
+        )
+        return Roll(path, state)
 
-    async def _write_loop(self) -> None:
-        """The channel's single writer: drain the queue group by group, then sync if due.
-        Nothing awaits between the last check and clearing ``_writer``, so no submit is
-        stranded."""
+    def _start_or_raise(self) -> None:
         try:
-            while True:
-                if self._queue and self.failed is None:
-                    group, self._queue = self._queue, []
-                    await self._commit(group)
-                    if self._checkpoint_due():
-                        await self._checkpoint()
-                elif self._sync_due():
-                    await self.sync()
-                else:
-                    break
-        finally:
-            self._writer = None
-        self._arm_timer()
-
-    async def _commit(self, group: list[Pending]) -> None:
-        active = self.segments[-1]
-        try:
-            fd = self.shared.pool.acquire(active.path)
+            self._start()
         except OSError as exc:
-            self._fail(group, GroupResult(error=exc, phase="opening the segment"), fatal=False)
-            return
-        try:
-            plan = self._plan(group, fd)
-            result = await self.shared.run(write_group_blocking, self.shared.disk, plan)
-        except Exception as exc:  # a bug must not leave submitters waiting forever
-            log.exception("channel %r: appending failed unexpectedly", self.state.name)
-            internal = OSError(errno.EIO, f"internal error: {exc!r}")
-            self._fail(group, GroupResult(error=internal, phase="append"))
-            return
-        finally:
-            self.shared.pool.release(active.path, fd)
-        if result.error is None:
-            self._committed(plan, group, result)
-        else:
-            self._fail(group, result)
+            msg = f"channel {self.state.name!r}: opening the segment failed: {exc.strerror}"
+            log.error("%s", msg)
+            raise StorageFailed(msg) from exc
 
-    def _plan(self, group: list[Pending], fd: int) -> GroupPlan:
-        """Split a group into runs per segment, rolling when the active one is full."""
+    def _start(self) -> None:
+        """Wake the writer from idle: pin the active segment's fd and hand its end over."""
         active = self.segments[-1]
-        runs = [Run(active.path, fd, active.size)]
-        cuts: list[int] = []
-        size, base, end = active.size, active.base, active.end_seq or active.base
-        for i, item in enumerate(group):
-            if size >= self.shared.segment_bytes and end > base:
-                cuts.append(i)
-                size, base = 0, item.first_seq
-                runs.append(Run(os.path.join(self.dir, segment_name(base)), None, 0))
-            run = runs[-1]
-            run.bufs += item.bufs
-            run.items += 1
-            run.has_close = run.has_close or item.closes
-            size, end = size + item.size, item.next_seq
-        always = self.shared.mode == "always"
-        for i, run in enumerate(runs):
-            run.sync = always or (i + 1 < len(runs) and self.shared.mode != "never")
-        if cuts:
-            self._roll_states(group, runs[1:], cuts)
-        return GroupPlan(self.dir, runs, self.shared.mode != "never")
+        fd = self.shared.pool.acquire(active.path)
+        self._pin = (active.path, fd)
+        end = active.end_seq if active.end_seq is not None else active.base
+        self._tail = (active.size, active.base, end)
+        if self._pipe is None:
+            sh = self.shared
+            loop = asyncio.get_running_loop()
+            self._pipe = Pipe(sh.writers, sh.disk, self.dir, sh.mode, self._on_report, loop)
+        self._pipe.begin((active.path, fd, active.size))
 
-    def _roll_states(self, group: list[Pending], runs: list[Run], cuts: list[int]) -> None:
-        """STATE headers for new segments: the pending state rewound to each cut point."""
-        view = replace(self.state, producers=dict(self.state.producers))
-        stop = len(group)
-        now_ns = time.time_ns()
-        for cut, run in reversed(list(zip(cuts, runs, strict=True))):
-            for item in reversed(group[cut:stop]):
-                rewind(view, item.undo)
-            stop = cut
-            run.state = encode_state(
-                view.next_seq, now_ns, view.closed, view.last_stream_seq, view.producers.items()
-            )
+    def _maybe_idle(self) -> None:
+        """Once nothing is in flight: unpin the fd and tell drain()."""
+        if self._pin is None or self._inflight or self._syncing:
+            return
+        self.shared.pool.release(*self._pin)
+        self._pin = None
+        if self._idle is not None:
+            self._idle.set_result(None)
+            self._idle = None
 
-    def _committed(self, plan: GroupPlan, group: list[Pending], result: GroupResult) -> None:
+    def _on_report(self, out: Outcome) -> None:
+        """A writer thread finished a trip (in push order): ack or fail its batches."""
+        if out.synced:
+            self._syncing = False
+        group = [self._inflight.popleft() for _ in range(out.items)]
+        if out.result.error is None:
+            if group:
+                self._committed(group, out.result.new_fds)
+        else:
+            self._fail(group, out.result)
+        self._maybe_idle()
+        if self.failed is None:
+            self._after_commit()
+
+    def _committed(self, group: list[Pending], new_fds: list[tuple[str, int]]) -> None:
         """The group is on disk (per policy): advance segments and horizon, ack, wake."""
-        new_fds = dict(result.new_fds)
-        k = 0
-        for run in plan.runs:
-            if run.fd is None:
-                self.segments[-1].sealed = True
-                seg = Segment(group[k].first_seq, run.path, sum(map(len, run.state)), False)
-                seg.indexed = True
-                seg.end_seq = seg.base
-                self.segments.append(seg)
-                self.state.size_bytes += seg.size
-                self.shared.pool.adopt(run.path, new_fds[run.path])
-            seg = self.segments[-1]
-            pos = seg.size
-            for item in group[k : k + run.items]:
-                seg.note_record(item.first_seq, pos)
-                pos += item.size
-                seg.end_seq, seg.last_time = item.next_seq, item.time
-            self.state.size_bytes += pos - seg.size
-            seg.size = seg.durable_size = pos
-            k += run.items
-        self.state.durable_seq = group[-1].next_seq
-        self.state.durable_closed = group[-1].closed_after
+        seg = self.segments[-1]
+        pos = seg.size
+        cache = self.cache
+        for item in group:
+            if item.roll is not None:
+                self._grow(seg, pos)
+                seg = self._roll_to(item, dict(new_fds)[item.roll.path])
+                pos = seg.size
+            seg.note_record(item.first_seq, pos)
+            pos += item.size
+            seg.end_seq, seg.last_time = item.next_seq, item.time
+            cache.add(item.first_seq, item.next_seq, item.time, item.lengths, item.payload)
+        self._grow(seg, pos)
+        last = group[-1]
+        self.state.durable_seq = last.next_seq
+        self.state.durable_closed = last.closed_after
         self._dirty = self._dirty or self.shared.mode != "always"
         for item in group:
-            if item.future is not None and not item.future.done():
-                item.future.set_result(Committed(item.first_seq, item.next_seq, item.closed_after))
+            fut = item.future
+            if fut is not None and not fut.done():
+                fut.set_result(Committed(item.first_seq, item.next_seq, item.closed_after))
         self.wake()
 
-    def _fail(self, group: list[Pending], result: GroupResult, fatal: bool = True) -> None:
+    def _grow(self, seg: Segment, pos: int) -> None:
+        self.state.size_bytes += pos - seg.size
+        seg.size = seg.durable_size = pos
+
+    def _roll_to(self, item: Pending, fd: int) -> Segment:
+        """Seal the active segment; the one the writer created for ``item`` takes over, and
+        the writer's pin moves with it."""
+        assert item.roll is not None and self._pin is not None
+        self.segments[-1].sealed = True
+        seg = Segment(item.first_seq, item.roll.path, sum(map(len, item.roll.state)), False)
+        seg.indexed = True
+        seg.end_seq = seg.base
+        self.segments.append(seg)
+        self.state.size_bytes += seg.size
+        pool = self.shared.pool
+        pool.release(*self._pin)
+        pool.adopt(seg.path, fd, pinned=True)
+        self._pin = (seg.path, fd)
+        return seg
+
+    def _fail(self, group: list[Pending], result: GroupResult) -> None:
         """Rewind the pending state and fail this group and everything queued after it.
         Fatal failures (anything but a rolled-back full disk) make the log fail-stop."""
-        items = group + self._queue
-        self._queue = []
+        items = group + list(self._inflight)
+        self._inflight.clear()
+        if self._pipe is not None:
+            self._pipe.reset()
+        if self._syncing:  # dropped behind the failure: still owed
+            self._syncing, self._dirty = False, True
         for item in reversed(items):
             rewind(self.state, item.undo)
         err = result.error
@@ -202,9 +219,6 @@ class ChannelLog:
         if result.full:
             exc_type, msg = StorageFull, f"channel {self.state.name!r}: disk full ({detail})"
             log.warning("%s; the append was rolled back", msg)
-        elif not fatal:
-            exc_type, msg = StorageFailed, f"channel {self.state.name!r}: {detail}"
-            log.error("%s", msg)
         else:
             exc_type = StorageFailed
             msg = f"channel {self.state.name!r}: {detail}; read-only until the daemon restarts"
@@ -213,6 +227,16 @@ class ChannelLog:
         for item in items:
             if item.future is not None and not item.future.done():
                 item.future.set_exception(exc_type(msg))
+
+    def _after_commit(self) -> None:
+        """Start a checkpoint or a background fsync when one is due."""
+        if self._ckpt_task is None and self._checkpoint_due():
+            self._ckpt_task = asyncio.get_running_loop().create_task(self._checkpoint())
+        if self._dirty and self.shared.mode == "interval" and not self._syncing:
+            if self._sync_due():
+                self._request_sync()
+            else:
+                self._arm_timer()
 
     # -- checkpoints --------------------------------------------------------------------------
 
@@ -235,12 +259,14 @@ class ChannelLog:
             self.ckpt_at = (tail.path, tail.size)
         except OSError as exc:  # only a cache: the next start replays more, that is all
             log.warning("channel %r: checkpoint not written: %s", self.state.name, exc)
+        finally:
+            self._ckpt_task = None
 
     def durable_tail(self) -> TailState:
         """The tail as of the durable horizon: the pending state rewound past queued batches."""
         seg = self.segments[-1]
         view = replace(self.state, producers=dict(self.state.producers))
-        for item in reversed(self._queue):
+        for item in reversed(self._inflight):
             rewind(view, item.undo)
         return TailState(
             base=seg.base,
@@ -264,30 +290,47 @@ class ChannelLog:
     def _arm_timer(self) -> None:
         if self._dirty and self.shared.mode == "interval" and self._timer is None:
             delay = max(0.0, self.shared.interval_s - (time.monotonic() - self._last_sync))
-            self._timer = asyncio.get_running_loop().call_later(delay, self._kick)
+            self._timer = asyncio.get_running_loop().call_later(delay, self._on_timer)
 
-    async def sync(self) -> None:
-        """fdatasync the active segment (interval policy, or at stop); errors are fatal."""
+    def _on_timer(self) -> None:
+        self._timer = None
+        if not self._syncing and self.failed is None:
+            if self._sync_due():
+                self._request_sync()
+            else:
+                self._arm_timer()
+
+    def _request_sync(self) -> None:
+        """fdatasync the active segment behind whatever is in flight (interval policy, or at
+        stop); an error is fatal, like a group's."""
         self._dirty, self._last_sync = False, time.monotonic()
-        path = self.segments[-1].path
-        try:
-            fd = self.shared.pool.acquire(path)
+        if self._pin is None:
             try:
-                await self.shared.run(sync_blocking, self.shared.disk, fd)
-            finally:
-                self.shared.pool.release(path, fd)
-        except OSError as exc:
-            self._fail([], GroupResult(error=exc, phase="background fsync"))
+                self._start()
+            except OSError as exc:
+                self._fail([], GroupResult(error=exc, phase="background fsync"))
+                return
+        assert self._pipe is not None
+        self._syncing = True
+        self._pipe.request_sync()
 
     async def drain(self, final_sync: bool) -> None:
-        """Let the writer finish every queued group; optionally fsync what is unsynced."""
-        while self._writer is not None:
-            await asyncio.shield(self._writer)
+        """Let the writer finish everything in flight; optionally fsync what is unsynced."""
+        await self._until_idle()
+        while self._ckpt_task is not None:
+            await asyncio.shield(self._ckpt_task)
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         if final_sync and self._dirty and self.failed is None:
-            await self.sync()
+            self._request_sync()
+            await self._until_idle()
+
+    async def _until_idle(self) -> None:
+        while self._pin is not None:
+            if self._idle is None:
+                self._idle = asyncio.get_running_loop().create_future()
+            await asyncio.shield(self._idle)
 
     # -- waiters ----------------------------------------------------------------------------
 
@@ -295,6 +338,7 @@ class ChannelLog:
         st = self.state
         if st.durable_seq > seq or st.durable_closed or st.deleted or stopping():
             return True
+        self.cache.watch()  # a follower: keep what gets committed next in memory for it
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append(fut)
         try:

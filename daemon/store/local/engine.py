@@ -96,6 +96,7 @@ class LocalStore:
         # Only this daemon writes them and it opens a channel before touching it, so a peek
         # stays true until the channel is opened, which drops it.
         self._peeks: dict[str, ChannelPeek | None] = {}
+        self._peek_lock = asyncio.Lock()  # one peek pass at a time: the next reuses its work
         self._meta_lock = asyncio.Lock()
         self._stopping = False
 
@@ -125,6 +126,7 @@ class LocalStore:
         if tails:
             await self._shared.run(write_checkpoints_blocking, self._disk, tails)
         self._shared.pool.close_all()
+        self._shared.writers.close()
         self._shared.executor.shutdown(wait=True)
 
     # -- channels -----------------------------------------------------------------------------
@@ -193,22 +195,25 @@ class LocalStore:
     async def _peek(self, names: list[str]) -> None:
         """Learn what the directories of unopened, unpeeked ``names`` tell, in batches spread
         over the store's threads (10,000 channels cost 10,000 small metadata reads, once)."""
-        todo = [n for n in names if n not in self._logs and n not in self._peeks]
-        batches = [todo[i : i + _PEEK_BATCH] for i in range(0, len(todo), _PEEK_BATCH)]
-        results = await asyncio.gather(*(self._peek_batch(b) for b in batches))
-        for batch, found in zip(batches, results, strict=True):
-            for name, peek in zip(batch, found, strict=True):
-                if name in self._logs or name not in self._dirs:
-                    continue  # opened or deleted meanwhile: the peek is already stale
-                if isinstance(peek, str):
-                    log.error("channel %r: cannot read its metadata: %s", name, peek)
-                    self._peeks[name] = None
-                else:
-                    self._peeks[name] = peek
+        async with self._peek_lock:
+            todo = [n for n in names if n not in self._logs and n not in self._peeks]
+            batches = [todo[i : i + _PEEK_BATCH] for i in range(0, len(todo), _PEEK_BATCH)]
+            dirs = [[os.path.join(self._root, self._dirs[n]) for n in b] for b in batches]
+            results = await asyncio.gather(
+                *(self._shared.run(peek_channels_blocking, self._disk, d) for d in dirs)
+            )
+            for batch, found in zip(batches, results, strict=True):
+                for name, peek in zip(batch, found, strict=True):
+                    self._remember_peek(name, peek)
 
-    async def _peek_batch(self, names: list[str]) -> list[ChannelPeek | str]:
-        dirs = [os.path.join(self._root, self._dirs[n]) for n in names]
-        return await self._shared.run(peek_channels_blocking, self._disk, dirs)
+    def _remember_peek(self, name: str, peek: ChannelPeek | str) -> None:
+        if name in self._logs or name not in self._dirs:
+            return  # opened or deleted meanwhile: the peek is already stale
+        if isinstance(peek, str):
+            log.error("channel %r: cannot read its metadata: %s", name, peek)
+            self._peeks[name] = None
+        else:
+            self._peeks[name] = peek
 
     async def _open(self, name: str) -> ChannelLog | None:
         """Open (recover) a channel once, however many callers ask at the same time."""
@@ -361,7 +366,11 @@ class LocalStore:
         for name in list(self._dirs):
             if name not in self._logs and not _may_trim(self._peeks.get(name)):
                 continue  # nothing it could drop: leave it closed
-            lg = await self._open(name)
+            try:
+                lg = await self._open(name)
+            except StorageFailed as exc:  # one broken channel must not stop the others
+                log.warning("retention: cannot open channel %r: %s", name, exc)
+                continue
             if lg is None:
                 continue
             victims = lg.retention_victims(now, pins.get(name, 0))

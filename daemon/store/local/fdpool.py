@@ -45,10 +45,11 @@ class FdPool:
             entry.refs += 1
         return entry.fd
 
-    def adopt(self, path: str, fd: int) -> None:
-        """Take ownership of an fd opened elsewhere (a segment the writer just created)."""
+    def adopt(self, path: str, fd: int, pinned: bool = False) -> None:
+        """Take ownership of an fd opened elsewhere (a segment the writer just created);
+        ``pinned``: the writer goes on using it, so it stays open until ``release``."""
         self.forget(path)
-        self._entries[path] = _Entry(fd)
+        self._entries[path] = _Entry(fd, refs=int(pinned))
         self._evict()
 
     def release(self, path: str, fd: int) -> None:

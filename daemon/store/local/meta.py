@@ -52,7 +52,7 @@ def is_channel_dir_name(dirname: str) -> bool:
     return bool(head) and set(head) <= hexchars and set(digest) <= hexchars
 
 
-@dataclass
+@dataclass(slots=True)
 class ChannelMeta:
     name: str
     config: ChannelConfig

@@ -32,11 +32,26 @@ log = logging.getLogger("chanctl.store")
 async def read_log(
     lg: ChannelLog, start_seq: int, max_bytes: int, max_messages: int, raw: bool
 ) -> SegmentRead:
-    """Up to the caps of durable messages from ``start_seq`` (at least one when any exist)."""
+    """Up to the caps of durable messages from ``start_seq`` (at least one when any exist).
+    Reads of the newest messages come from the channel's tail cache when it holds them."""
     st = lg.state
     if start_seq < st.first_seq:
         raise ChannelGone(f"offset {start_seq} is below the earliest retained {st.first_seq}")
-    acc = SegmentRead(next_seq=start_seq)
+    if st.corrupt_seq is None:
+        hit = lg.cache.read(start_seq, st.durable_seq, max_bytes, max_messages, raw)
+        if hit is not None:
+            return hit
+    acc = await _read_disk(lg, start_seq, max_bytes, max_messages, raw)
+    if acc.next_seq >= st.durable_seq:
+        lg.cache.watch()  # a reader at the tail: it will likely ask for what comes next
+    return acc
+
+
+async def _read_disk(
+    lg: ChannelLog, start_seq: int, max_bytes: int, max_messages: int, raw: bool
+) -> SegmentRead:
+    st = lg.state
+    acc = SegmentRead(next_seq=start_seq, raw=raw)
     while acc.next_seq < st.durable_seq and acc.count < max_messages:
         if acc.count and acc.size >= max_bytes:
             break

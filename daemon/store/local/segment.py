@@ -171,6 +171,7 @@ class SegmentRead:
     bad_pos: int | None = None
     bad_seq: int = 0  # first seq of the corrupt record (may lie before the read's start)
     reason: str | None = None
+    raw: bool = False  # fill chunks/lengths rather than messages
 
 
 @dataclass
@@ -189,7 +190,7 @@ class ReadPlan:
 
 def read_blocking(disk: Disk, fd: int, plan: ReadPlan) -> SegmentRead:
     """Collect durable messages from one segment, verifying every record's checksum."""
-    out = SegmentRead(next_seq=plan.start_seq, count=plan.count0, size=plan.size0)
+    out = SegmentRead(next_seq=plan.start_seq, count=plan.count0, size=plan.size0, raw=plan.raw)
     scanner = Scanner(
         lambda off, n: disk.pread(fd, n, off),
         plan.start_pos,
@@ -222,26 +223,44 @@ def read_blocking(disk: Disk, fd: int, plan: ReadPlan) -> SegmentRead:
 
 def _take(out: SegmentRead, plan: ReadPlan, dr: DataRecord, rec: memoryview) -> bool:
     """Add the record's wanted messages to ``out``; False once a cap is reached."""
-    skip = out.next_seq - dr.first_seq
-    lengths = dr.lengths[skip:] if skip else dr.lengths
-    room = plan.max_messages - out.count
-    total = sum(lengths)
-    if len(lengths) <= room and out.size + total <= plan.max_bytes:
-        n, taken = len(lengths), total  # common case: the whole record fits
+    payload = rec[dr.payload_off :]
+    when = dr.time_ns / 1e9
+    return take(out, dr.first_seq, when, dr.lengths, payload, plan.max_messages, plan.max_bytes)
+
+
+def take(
+    out: SegmentRead,
+    first_seq: int,
+    when: float,
+    lengths: tuple[int, ...],
+    payload: bytes | memoryview,
+    max_messages: int,
+    max_bytes: int,
+) -> bool:
+    """Add the messages of one batch (its ``lengths`` and concatenated ``payload``) from
+    ``out.next_seq`` on to ``out``, within the caps; False once a cap is reached. Shared by disk
+    reads and the tail cache, so both cut chunks at exactly the same places. ``out.messages``
+    is filled unless ``out`` is a raw read (``out.raw``)."""
+    skip = out.next_seq - first_seq
+    wanted = lengths[skip:] if skip else lengths
+    room = max_messages - out.count
+    total = sum(wanted)
+    if len(wanted) <= room and out.size + total <= max_bytes:
+        n, taken = len(wanted), total  # common case: the whole batch fits
     else:
-        n, taken = _fit(lengths, room, out.size, out.count, plan.max_bytes)
+        n, taken = _fit(wanted, room, out.size, out.count, max_bytes)
     if n:
-        start = dr.payload_off + sum(dr.lengths[:skip])
-        payload = rec[start : start + taken]
-        if plan.raw:
-            out.chunks.append(payload.tobytes())
-            out.lengths.extend(lengths[:n])
+        start = sum(lengths[:skip]) if skip else 0
+        part = bytes(payload[start : start + taken])  # a whole bytes payload is not copied
+        if out.raw:
+            out.chunks.append(part)
+            out.lengths.extend(wanted[:n])
         else:
-            _messages(out, dr.first_seq + skip, dr.time_ns / 1e9, payload.tobytes(), lengths[:n])
+            _messages(out, first_seq + skip, when, part, wanted[:n])
         out.count += n
         out.size += taken
         out.next_seq += n
-    return n == len(lengths) and out.count < plan.max_messages and out.size < plan.max_bytes
+    return n == len(wanted) and out.count < max_messages and out.size < max_bytes
 
 
 def _fit(

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from ..base import AppendBatch, ChannelState, Committed, ProducerState
 from .producers import remember_producer
 from .records import encode_data
+from .writer import Roll
 
 
 @dataclass(slots=True)
@@ -41,7 +42,8 @@ def rewind(state: ChannelState, undo: Undo) -> None:
 
 @dataclass(slots=True)
 class Pending:
-    """One encoded batch waiting for (or being written by) the writer."""
+    """One encoded batch waiting for (or being written by) the writer. Handed to a writer
+    thread once staged: after that only the loop's bookkeeping fields (``future``) change."""
 
     bufs: list[bytes]
     size: int
@@ -51,7 +53,15 @@ class Pending:
     closes: bool
     time: float
     undo: Undo
+    lengths: tuple[int, ...] = ()  # message sizes, for the tail cache once durable
+    roll: Roll | None = None  # start a new segment before this batch
     future: asyncio.Future[Committed] | None = None
+
+    @property
+    def payload(self) -> bytes:
+        """The batch's concatenated messages: ``encode_data`` frames them as a second buffer,
+        present only when there are message bytes at all."""
+        return self.bufs[1] if len(self.bufs) > 1 else b""
 
 
 def stage(state: ChannelState, batch: AppendBatch, max_record: int, cap: int) -> Pending:
@@ -76,4 +86,5 @@ def stage(state: ChannelState, batch: AppendBatch, max_record: int, cap: int) ->
     st.next_seq += len(batch.messages)
     if batch.messages:
         st.last_write = now
-    return Pending(bufs, size, first, st.next_seq, st.closed, batch.close, now, undo)
+    lengths = tuple(map(len, batch.messages))
+    return Pending(bufs, size, first, st.next_seq, st.closed, batch.close, now, undo, lengths)

@@ -1,11 +1,13 @@
 """The blocking half of group commit: write one group of records, fsync once, roll segments.
 
-The per-channel writer task (``channel_log``) plans a group on the event loop and hands it here,
-to an executor thread, so ``write``/``fdatasync`` never block the loop. A group is a list of
-*runs*, one per segment it touches: normally one run on the active segment; when the active
-segment is full, a later run creates the next segment first (roll protocol: create the file,
-write its STATE header, fsync it and the directory, then write data). The segment being sealed
-is fsynced before the new one is created, so what survives a power loss is always a prefix.
+A writer thread (``pipeline``) takes every batch a channel staged since its last group, plans
+the group here (``plan_group``) and writes it, so ``write``/``fdatasync`` never block the event
+loop. A group is a list of *runs*, one per segment it touches: normally one run on the active
+segment; when a batch was staged with a ``Roll`` (the loop decided at submit time that the
+active segment is full), a later run creates the next segment first (roll protocol: create the
+file, write its STATE header, fsync it and the directory, then write data). The segment being
+sealed is fsynced before the new one is created, so what survives a power loss is always a
+prefix.
 
 On ENOSPC/EDQUOT everything this group wrote is rolled back (the active segment truncated to
 its old size, segments created by the group removed) so no torn record stays behind and appends
@@ -16,12 +18,36 @@ from __future__ import annotations
 
 import errno
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from .disk import Disk
 
 log = logging.getLogger("chanctl.store")
 _FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+
+
+@dataclass(slots=True)
+class Roll:
+    """Start a new segment before a batch: its path and STATE records (the pending state as of
+    just before the batch, computed on the loop when the batch was staged)."""
+
+    path: str
+    state: list[bytes]
+
+
+class Staged(Protocol):
+    """What the writer needs of a staged batch (``staging.Pending``)."""
+
+    @property
+    def bufs(self) -> list[bytes]: ...
+
+    @property
+    def closes(self) -> bool: ...
+
+    @property
+    def roll(self) -> Roll | None: ...
 
 
 @dataclass
@@ -49,6 +75,34 @@ class GroupResult:
     error: OSError | None = None
     phase: str = ""
     full: bool = False  # ENOSPC-like, and everything was rolled back: not fatal
+
+
+def plan_group(
+    chan_dir: str, active: tuple[str, int, int], items: Sequence[Staged], mode: str
+) -> GroupPlan:
+    """Split staged batches into runs per segment. ``active`` is (path, fd, size) of the
+    segment the writer appends to; a batch carrying a Roll starts a run on a new segment."""
+    path, fd, size = active
+    runs = [Run(path, fd, size)]
+    for item in items:
+        if item.roll is not None:
+            runs.append(Run(item.roll.path, None, 0, item.roll.state))
+        run = runs[-1]
+        run.bufs += item.bufs
+        run.items += 1
+        run.has_close = run.has_close or item.closes
+    always = mode == "always"
+    for i, run in enumerate(runs):
+        run.sync = always or (i + 1 < len(runs) and mode != "never")
+    return GroupPlan(chan_dir, runs, mode != "never")
+
+
+def end_of(plan: GroupPlan, result: GroupResult) -> tuple[str, int, int]:
+    """(path, fd, size) of the segment the writer appends to after a successful group."""
+    last = plan.runs[-1]
+    fd = last.fd if last.fd is not None else dict(result.new_fds)[last.path]
+    size = last.start_size + sum(map(len, last.state)) + sum(map(len, last.bufs))
+    return last.path, fd, size
 
 
 def write_group_blocking(disk: Disk, plan: GroupPlan) -> GroupResult:

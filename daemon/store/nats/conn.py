@@ -51,15 +51,8 @@ def _tls_context(ns: NatsSettings) -> ssl.SSLContext | None:
     return ctx
 
 
-async def connect(ns: NatsSettings, closing: Callable[[], bool] = lambda: False) -> Client:
-    """Connect, and prove JetStream answers; a ConfigError that says what to fix otherwise.
-
-    The first connection tries each server a few times and then gives up (nats-py would retry
-    forever); once connected the client reconnects without limit, and appends made while NATS
-    is unreachable fail with 503 until it is back.
-    """
-    import nats
-    import nats.errors
+def _callbacks(closing: Callable[[], bool]) -> dict[str, Any]:
+    """Connection events go to the daemon log (nats-py would print them otherwise)."""
 
     async def on_error(exc: Exception) -> None:
         log.warning("NATS: %s", exc)
@@ -71,6 +64,19 @@ async def connect(ns: NatsSettings, closing: Callable[[], bool] = lambda: False)
     async def on_reconnect() -> None:
         log.info("NATS: reconnected")
 
+    return {"error_cb": on_error, "disconnected_cb": on_disconnect, "reconnected_cb": on_reconnect}
+
+
+async def connect(ns: NatsSettings, closing: Callable[[], bool] = lambda: False) -> Client:
+    """Connect, and prove JetStream answers; a ConfigError that says what to fix otherwise.
+
+    The first connection tries each server a few times and then gives up (nats-py would retry
+    forever); once connected the client reconnects without limit, and appends made while NATS
+    is unreachable fail with 503 until it is back.
+    """
+    import nats
+    import nats.errors
+
     try:
         nc = await nats.connect(
             servers=list(ns.servers),
@@ -80,10 +86,8 @@ async def connect(ns: NatsSettings, closing: Callable[[], bool] = lambda: False)
             reconnect_time_wait=0.25,
             user_credentials=str(ns.creds) if ns.creds else None,
             tls=_tls_context(ns),
-            error_cb=on_error,
-            disconnected_cb=on_disconnect,
-            reconnected_cb=on_reconnect,
             pending_size=64 * 1024 * 1024,
+            **_callbacks(closing),
         )
     except (TimeoutError, OSError, nats.errors.Error) as exc:
         raise ConfigError(

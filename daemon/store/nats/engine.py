@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Awaitable, Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +48,7 @@ log = logging.getLogger("chanctl.store.nats")
 CHECKPOINT_EVERY = 1000  # records between producer checkpoints (bounds the replay on open)
 DRAIN_TIMEOUT_S = 30.0
 PEEK_CONCURRENCY = 64
+PEEK_TTL_S = 5.0  # summaries of channels open elsewhere: sweeps ask every few seconds
 
 
 class RecordTooLarge(StoreError):
@@ -70,6 +72,7 @@ class NatsStore:
         self._subs: dict[str, Any] = {}
         self._opening: dict[str, asyncio.Future[Chan | None]] = {}
         self._checkpointing: set[str] = set()
+        self._peeks: dict[str, tuple[float, Entry, ChannelSummary]] = {}
         self._stopping = False
 
     @property
@@ -162,12 +165,17 @@ class NatsStore:
                 return summary_of(chan.state)
             if entry is None:
                 return None
+            cached = self._peeks.get(name)
+            if cached is not None and cached[0] > time.monotonic() and cached[1] is entry:
+                return cached[2]
             async with gate:
                 try:
-                    return await peek_summary(sh, name, entry)
+                    got = await peek_summary(sh, name, entry)
                 except (StoreError, ValueError) as exc:
                     log.error("channel %r: cannot summarise it: %s", name, exc)
                     return None
+            self._peeks[name] = (time.monotonic() + PEEK_TTL_S, entry, got)
+            return got
 
         found = await asyncio.gather(*(one(n) for n in wanted))
         return [s for s in found if s is not None]

@@ -48,5 +48,5 @@ async def follow(js: JetStreamContext, chan: Chan, after: int) -> object:
         ordered_consumer=True,
         headers_only=True,
         config=config,
-        idle_heartbeat=2.0,
+        idle_heartbeat=5.0,
     )
