@@ -125,8 +125,17 @@ class Producer:
         self._next[channel] = taken[2]
 
 
+class Flush:
+    """Marker an input iterator yields to say "nothing more for now": the messages encoded so
+    far are sent at once instead of waiting for the next line (``stdin_lines`` yields it when
+    its input goes quiet, so a burst followed by silence is never left unsent)."""
+
+
+FLUSH = Flush()
+
+
 def encode_bodies(
-    items: Iterable[str | bytes],
+    items: Iterable[str | bytes | Flush],
     type_: str,
     headers: Mapping[str, str] | None,
     flush_now: Callable[[], bool],
@@ -141,6 +150,11 @@ def encode_bodies(
     size = 2
     clock = time.time
     for item in items:
+        if isinstance(item, Flush):
+            if parts:
+                yield ("[" + ",".join(parts) + "]").encode(), len(parts)
+                parts, size = [], 2
+            continue
         text = p.encode_message(type_, item, clock(), headers)
         n = len(text) if text.isascii() else len(text.encode())
         if parts and size + n + 1 > max_bytes:

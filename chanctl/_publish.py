@@ -42,7 +42,7 @@ class Pipeline:
         self.next_offset = ""
         self._error: BaseException | None = None
 
-    def run(self, items: Iterable[str | bytes]) -> Published:
+    def run(self, items: Iterable[str | bytes | core.Flush]) -> Published:
         if isinstance(items, (list, tuple)):  # known and finite: no thread needed
             for body, n in core.encode_bodies(items, self.type, self.headers, _never):
                 self._send(body, n)
@@ -50,7 +50,7 @@ class Pipeline:
             self._run_threaded(items)
         return Published(self.channel, self.count, self.next_offset)
 
-    def _run_threaded(self, items: Iterable[str | bytes]) -> None:
+    def _run_threaded(self, items: Iterable[str | bytes | core.Flush]) -> None:
         jobs: queue.Queue[_Item] = queue.Queue(maxsize=2)
         sender = threading.Thread(target=self._sender, args=(jobs,), daemon=True)
         sender.start()

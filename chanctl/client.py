@@ -159,7 +159,7 @@ class Client:
     def publish_many(
         self,
         channel: str,
-        items: Iterable[str | bytes],
+        items: Iterable[str | bytes | core.Flush],
         *,
         type: str = p.TYPE_MESSAGE,
         headers: Mapping[str, str] | None = None,

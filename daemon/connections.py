@@ -7,6 +7,11 @@ object per connection and closes it when a request head is not complete within
 ``Limits.header_read_timeout_s``. The request middleware tells it when a head has arrived (the
 middleware runs exactly when aiohttp finished parsing one) and when the response is done.
 
+It costs next to nothing per request, since every request passes through it: only the first
+chunk of a head goes through the wrapper (later chunks, bodies included, go straight to aiohttp),
+and a head only notes when it began. One timer per connection checks that lazily, re-arming for
+whatever time the current head has left, instead of a timer armed and cancelled per request.
+
 ``Lifecycle`` counts in-flight requests so SIGTERM can let appends finish before the store is
 stopped, and turns away requests that arrive on kept-alive connections while draining.
 """
@@ -37,24 +42,28 @@ class HeadDeadline(asyncio.Protocol):
         self._tracker = tracker
         self._transport: asyncio.BaseTransport | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._since: float | None = None  # loop time the pending head began; None: none pending
         self._busy = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport
         self._tracker.guards[self._inner] = self
         self._inner.connection_made(transport)
-        self._arm()  # a client that connects and sends nothing gets the same deadline
+        self._head_begins()  # a client that connects and sends nothing gets the same deadline
 
     def data_received(self, data: bytes) -> None:
-        if not self._busy and self._timer is None:
-            self._arm()
+        """Only reached for the first chunk after a response (see ``_head_begins``)."""
+        if not self._busy:
+            self._head_begins()
         self._inner.data_received(data)
 
     def eof_received(self) -> bool | None:
         return self._inner.eof_received()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         self._tracker.guards.pop(self._inner, None)
         self._inner.connection_lost(exc)
 
@@ -66,26 +75,35 @@ class HeadDeadline(asyncio.Protocol):
 
     def head_received(self) -> None:
         self._busy = True
-        self._disarm()
+        self._since = None
 
     def response_done(self) -> None:
         self._busy = False
+        self.__dict__.pop("data_received", None)  # the next chunk begins a head again
 
-    def _arm(self) -> None:
+    def _head_begins(self) -> None:
         loop = asyncio.get_running_loop()
-        self._timer = loop.call_later(self._timeout, self._expire)
+        self._since = loop.time()
+        if self._timer is None:
+            self._timer = loop.call_later(self._timeout, self._check)
+        # Until the response is done, chunks go straight to aiohttp: the transport looks the
+        # method up on this object each time, and an instance attribute shadows ours.
+        setattr(self, "data_received", self._inner.data_received)  # noqa: B010
 
-    def _disarm(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-    def _expire(self) -> None:
+    def _check(self) -> None:
+        """The timer: close if the pending head is overdue, else wait for what it has left.
+        With no head pending it stops; the next head re-arms it."""
         self._timer = None
-        if self._busy or self._transport is None or self._transport.is_closing():
+        since, transport = self._since, self._transport
+        if since is None or self._busy or transport is None or transport.is_closing():
+            return
+        loop = asyncio.get_running_loop()
+        left = since + self._timeout - loop.time()
+        if left > 0:
+            self._timer = loop.call_later(left, self._check)
             return
         log.info("closed a connection: no complete request head within %.0fs", self._timeout)
-        self._transport.close()
+        transport.close()
 
 
 class GuardedSite(web.BaseSite):

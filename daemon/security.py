@@ -1,8 +1,10 @@
 """Who may talk to the daemon: peer credentials on the unix socket, a bearer token on TCP.
 
 The unix socket is protected twice: its 0600 mode inside a 0700 directory keeps other users
-from connecting at all, and ``SO_PEERCRED`` re-checks every request, so a socket someone later
-``chmod``s open still only serves our own uid. TCP is opt-in and loopback by default; every
+from connecting at all, and ``SO_PEERCRED`` re-checks every connection, so a socket someone later
+``chmod``s open still only serves our own uid. The kernel records those credentials when the
+peer connects and never changes them, so the answer is looked up once per connection and kept
+with its transport. TCP is opt-in and loopback by default; every
 request needs the token (compared in constant time), and on loopback binds the Host header must
 name loopback too, which defeats DNS rebinding from a browser. The token itself lives in a
 0600 file; it never appears on argv, in the log or in an error body.
@@ -10,6 +12,7 @@ name loopback too, which defeats DNS rebinding from a browser. The token itself 
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import os
@@ -17,6 +20,7 @@ import secrets
 import socket
 import stat
 import struct
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -166,16 +170,26 @@ class AccessPolicy:
         self._loopback_bind = True
 
     def middleware(self) -> Middleware:
+        # Per connection: is it a unix socket whose peer passed (True), or TCP (False)?
+        unix_peer: weakref.WeakKeyDictionary[asyncio.Transport, bool] = weakref.WeakKeyDictionary()
+
         @web.middleware
         async def access(request: web.Request, handler: Handler) -> web.StreamResponse:
-            sock = request.transport.get_extra_info("socket") if request.transport else None
-            if sock is None:
+            transport = request.transport
+            if transport is None:
                 return error_response(403, "connection is gone", close=True)
-            if sock.family == socket.AF_UNIX:
-                rejection = self._check_unix(sock)
-            else:
-                rejection = self._check_tcp(request)
-            return rejection if rejection is not None else await handler(request)
+            unix = unix_peer.get(transport)
+            if unix is None:
+                sock = transport.get_extra_info("socket")
+                if sock is None:
+                    return error_response(403, "connection is gone", close=True)
+                unix = sock.family == socket.AF_UNIX
+                if unix and (rejection := self._check_unix(sock)) is not None:
+                    return rejection  # and the connection is closed: nothing to remember
+                unix_peer[transport] = unix
+            if not unix and (rejection := self._check_tcp(request)) is not None:
+                return rejection  # the bearer token is per request: checked every time
+            return await handler(request)
 
         return access
 

@@ -9,11 +9,14 @@ anything else (`--help`, unknown flags). Both paths end in the same ``run_pub``.
 from __future__ import annotations
 
 import json
+import os
+import select
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from .. import protocol as p
+from .._core import FLUSH, Flush
 from ..errors import ChanctlError, UsageError
 from ._common import Globals, make_client
 
@@ -34,7 +37,7 @@ def run_pub(args: PubArgs) -> None:
     """Publish the arguments, or every stdin line, as messages; print the last offset with -v."""
     headers = parse_headers(args.headers)
     _check_name(args.name)
-    items: Iterable[str | bytes] = args.messages or stdin_lines()
+    items: Iterable[str | bytes | Flush] = args.messages or stdin_lines()
     if args.json:
         items = (
             list(_check_json(args.messages, "argument"))
@@ -65,15 +68,40 @@ def parse_headers(pairs: list[str]) -> dict[str, str] | None:
     return headers or None
 
 
-def stdin_lines() -> Iterator[bytes]:
-    """Every line of stdin without its newline; bytes, so invalid UTF-8 survives (base64)."""
-    for line in sys.stdin.buffer:
-        yield line[:-1] if line.endswith(b"\n") else line
+QUIET_S = 0.05  # input silent this long: send what was read so far
 
 
-def _check_json(items: Iterable[str | bytes], what: str) -> Iterator[str | bytes]:
+def stdin_lines() -> Iterator[bytes | Flush]:
+    """Every line of stdin without its newline; bytes, so invalid UTF-8 survives (base64).
+
+    Reads whatever is available in big chunks (fast for `seq 1000000 | chanctl pub`) and yields
+    FLUSH whenever the input stays quiet for QUIET_S, so lines of a burst are published even
+    while the producer then pauses for minutes.
+    """
+    fd = sys.stdin.fileno()
+    rest = b""
+    while True:
+        if not select.select([fd], [], [], QUIET_S)[0]:
+            yield FLUSH
+            continue
+        chunk = os.read(fd, 1 << 20)
+        if not chunk:
+            break
+        lines = (rest + chunk).split(b"\n")
+        rest = lines.pop()
+        yield from lines
+    if rest:
+        yield rest
+
+
+def _check_json(items: Iterable[str | bytes | Flush], what: str) -> Iterator[str | bytes | Flush]:
     """--json: every message must be one JSON value; the first bad one stops the publish."""
-    for number, item in enumerate(items, 1):
+    number = 0
+    for item in items:
+        if isinstance(item, Flush):
+            yield item
+            continue
+        number += 1
         try:
             json.loads(item)
         except ValueError as exc:

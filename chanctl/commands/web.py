@@ -22,7 +22,7 @@ from urllib.parse import quote
 import typer
 
 from ..errors import ChanctlError, ChannelNotFound, ConfigError, RequestFailed
-from ._common import make_client
+from ._common import complete_channels, make_client
 from .options import QuietOpt, UrlOpt
 
 if TYPE_CHECKING:
@@ -34,7 +34,12 @@ OPEN_FILE = "web-open.html"
 
 def web(
     name: Annotated[
-        str | None, typer.Argument(metavar="[NAME]", help="Open this channel's view directly.")
+        str | None,
+        typer.Argument(
+            metavar="[NAME]",
+            help="Open this channel's view directly.",
+            autocompletion=complete_channels,
+        ),
     ] = None,
     open_: Annotated[
         bool | None,

@@ -11,7 +11,7 @@ While the job writes in a burst, the publisher holds its output back for a momen
 job pauses for ``HOLD_QUIET`` seconds, ``HOLD_BYTES`` are waiting, or the oldest line has
 waited ``HOLD_MAX``): encoding and the daemon's parsing would otherwise compete with the job
 for the CPU while it runs (issue 4: a job printing 200,000 lines must not be slowed down by
-more than half). A job that prints now and then is never held: its pause starts the send.
+more than half). Less than ``HOLD_MIN`` bytes (a line now and then, an ack) is never held.
 
 A 403 on the epoch means a newer run took the channel over (``--takeover``): this run is
 fenced, stops publishing and says so. Any other refusal also stops publishing; the run then
@@ -36,6 +36,7 @@ TAKE_BYTES = 1 << 20
 HOLD_QUIET = 0.01
 HOLD_MAX = 0.25
 HOLD_BYTES = 4 << 20
+HOLD_MIN = 4096
 
 
 class Publisher(threading.Thread):
@@ -85,7 +86,7 @@ class Publisher(threading.Thread):
                     splitter.flush(out)
                 self._send(out)
                 return
-            if records:
+            if sum(len(r.data) for r in records) >= HOLD_MIN:  # a burst, not a line or an ack
                 records += self._more_after_burst()
             self._send(self._encode(records))
 

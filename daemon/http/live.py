@@ -14,6 +14,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Iterator
+from typing import Any
 
 from aiohttp import web
 
@@ -48,6 +49,8 @@ class LiveReads:
         self.active: set[asyncio.Task[object]] = set()
         self.readers: collections.Counter[str] = collections.Counter()  # per channel, for ls
         self.stopping = asyncio.Event()
+        self._parked: set[asyncio.Task[Any]] = set()  # readers inside wait()
+        self._interrupted: set[asyncio.Task[Any]] = set()  # ... that shutdown() cancelled
 
     @contextlib.contextmanager
     def _slot(self, name: str) -> Iterator[None]:
@@ -73,6 +76,9 @@ class LiveReads:
         """End every live read with a proper response (long-poll 204, SSE stream ended after
         its last complete event) so clients resume from their offset; cancel only stragglers."""
         self.stopping.set()
+        for task in self._parked:
+            self._interrupted.add(task)
+            task.cancel()  # wait() turns this into "stopping" (False) for the reader
         tasks = list(self.active)
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=2.0)
@@ -80,17 +86,26 @@ class LiveReads:
                 task.cancel()
 
     async def wait(self, st: ChannelState, seq: int, timeout: float) -> bool:
-        """``service.wait`` that also returns (False) as soon as the daemon starts stopping."""
+        """``service.wait`` that also returns (False) as soon as the daemon starts stopping.
+
+        It waits in the reader's own task, which ``shutdown`` cancels to end the wait: every
+        live message passes through here, and racing the wait against a stop event costs two
+        more tasks and loop iterations per message. A cancellation from anywhere else (or on
+        top of ours) still propagates."""
         if self.stopping.is_set():
             return False
-        waiter = asyncio.ensure_future(self.service.wait(st, seq, timeout))
-        stop = asyncio.ensure_future(self.stopping.wait())
-        done, _ = await asyncio.wait((waiter, stop), return_when=asyncio.FIRST_COMPLETED)
-        stop.cancel()
-        if waiter not in done:
-            waiter.cancel()
+        task = asyncio.current_task()
+        assert task is not None
+        self._parked.add(task)
+        try:
+            return await self.service.wait(st, seq, timeout)
+        except asyncio.CancelledError:
+            if task not in self._interrupted or task.uncancel() > 0:
+                raise
             return False
-        return waiter.result()
+        finally:
+            self._parked.discard(task)
+            self._interrupted.discard(task)
 
     # -- long-poll -----------------------------------------------------------------------------
 

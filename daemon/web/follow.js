@@ -98,6 +98,7 @@ export class Follower {
   async read(body, alive) {
     let pending = null;
     for await (const event of sseEvents(body, alive)) {
+      if (this.abort.signal.aborted) return true; // stopped: hand nothing more on
       if (event.type === "data") {
         pending = pending === null ? event.data : pending + "\n" + event.data;
       } else if (event.type === "control") {

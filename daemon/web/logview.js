@@ -49,6 +49,12 @@ export class LogView {
     this.schedule();
   }
 
+  /** Replace the last row (a line that continues), keeping everything else. */
+  replaceLast(row) {
+    this.rows[this.rows.length - 1] = row;
+    this.schedule();
+  }
+
   append(rows) {
     for (const row of rows) this.rows.push(row);
     if (!this.follow) this.unseen += rows.length;
@@ -62,7 +68,7 @@ export class LogView {
     this.dropped += removed.filter((row) => row.cls !== "note").length;
     const text = `… ${this.dropped.toLocaleString("en-US")} earlier lines are not kept in this `
       + "tab; `chanctl replay` shows them";
-    this.rows.unshift({ seq: null, cls: "note", text, time: "", tag: "" });
+    this.rows.unshift({ seq: null, cls: "note", text, more: 0, time: "", tag: "" });
     if (!this.follow) this.scroller.scrollTop -= (DROP_ROWS - 1) * this.rowHeight;
   }
 
@@ -151,7 +157,8 @@ function fillRow(el, row, showTime) {
   el.row = row;
   el.className = row.cls ? `row ${row.cls}` : "row";
   el.firstChild.textContent = showTime ? fmtClock(row.time) : "";
-  el.lastChild.textContent = row.tag ? `[${row.tag}] ${row.text}` : row.text;
+  const more = row.more ? ` … [${row.more.toLocaleString("en-US")} more characters]` : "";
+  el.lastChild.textContent = `${row.tag ? `[${row.tag}] ` : ""}${row.text}${more}`;
   el.title = row.time ? `#${row.seq}  ${row.time}` : "";
   if (row.seq !== null) el.dataset.seq = row.seq;
   else delete el.dataset.seq;

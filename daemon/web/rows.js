@@ -7,10 +7,22 @@ const SIGNALS = {
   12: "SIGUSR2", 13: "SIGPIPE", 14: "SIGALRM", 15: "SIGTERM",
 };
 
-function clip(text) {
-  if (text.length <= MAX_ROW_CHARS) return text;
-  const more = text.length - MAX_ROW_CHARS;
-  return `${text.slice(0, MAX_ROW_CHARS)} … [${more.toLocaleString("en-US")} more characters]`;
+/** One row; text beyond MAX_ROW_CHARS is kept out of the page and counted in `more`. */
+function row(seq, cls, text, time, tag = "") {
+  const more = Math.max(0, text.length - MAX_ROW_CHARS);
+  return { seq, cls, text: more ? text.slice(0, MAX_ROW_CHARS) : text, more, time, tag };
+}
+
+/** `prev` continued by `next` (the rest of a line sent in parts: header partial=1). */
+export function joinRow(prev, next) {
+  if (prev.more) return { ...prev, more: prev.more + next.text.length + next.more };
+  const joined = row(prev.seq, prev.cls, prev.text + next.text, prev.time, prev.tag);
+  return { ...joined, more: joined.more + next.more };
+}
+
+/** A message whose data does not end its line: the next message of its type continues it. */
+export function isPartial(msg) {
+  return msg?.headers?.partial === "1";
 }
 
 function parseJson(text) {
@@ -73,35 +85,35 @@ function ackText(text) {
 /** The rows of one message (several when its data has several lines). */
 export function messageRows(msg, seq) {
   if (typeof msg !== "object" || msg === null || Array.isArray(msg)) {
-    return [{ seq, cls: "", text: clip(JSON.stringify(msg)), time: "", tag: "json" }];
+    return [row(seq, "", JSON.stringify(msg), "", "json")];
   }
   const type = typeof msg.type === "string" ? msg.type : "message";
   const time = typeof msg.time === "string" ? msg.time : "";
   const text = dataText(msg);
-  if (type === "start") return [{ seq, cls: "banner", text: clip(startText(text)), time }];
+  if (type === "start") return [row(seq, "banner", startText(text), time)];
   if (type === "exit") {
     const code = exitCode(text);
     const cls = `banner ${code === 0 ? "exit-ok" : "exit-fail"}`;
-    return [{ seq, cls, text: clip(exitText(text, msg.headers)), time }];
+    return [row(seq, cls, exitText(text, msg.headers), time)];
   }
   if (type === "ack") {
     const ack = ackText(text);
-    return [{ seq, cls: ack.ok ? "mark" : "mark stderr", text: clip(ack.text), time }];
+    return [row(seq, ack.ok ? "mark" : "mark stderr", ack.text, time)];
   }
-  if (type === "steer") return [{ seq, cls: "mark", text: clip(`⇢ steer ${text}`), time }];
+  if (type === "steer") return [row(seq, "mark", `⇢ steer ${text}`, time)];
   const cls = type === "stderr" ? "stderr" : "";
   const tag = ["stdout", "stderr", "message"].includes(type) ? "" : type;
   const lines = text.endsWith("\n") ? text.slice(0, -1).split("\n") : text.split("\n");
-  return lines.map((line, i) => ({ seq, cls, text: clip(line), time: i ? "" : time, tag }));
+  return lines.map((line, i) => row(seq, cls, line, i ? "" : time, tag));
 }
 
 /** Rows of raw text (a text/* or binary channel written by another client). */
 export function textRows(text) {
   const lines = text.endsWith("\n") ? text.slice(0, -1).split("\n") : text.split("\n");
-  return lines.map((line) => ({ seq: null, cls: "", text: clip(line), time: "", tag: "" }));
+  return lines.map((line) => row(null, "", line, ""));
 }
 
 /** A row the page adds itself (not a message): dimmed, never counted. */
 export function noteRow(text) {
-  return { seq: null, cls: "note", text, time: "", tag: "" };
+  return row(null, "note", text, "");
 }

@@ -3,7 +3,7 @@
 
 import { Follower } from "./follow.js";
 import { LogView } from "./logview.js";
-import { exitCode, messageRows, noteRow, textRows } from "./rows.js";
+import { exitCode, isPartial, joinRow, messageRows, noteRow, textRows } from "./rows.js";
 import { Steering } from "./steer.js";
 import { SteerLog } from "./steerlog.js";
 import { fmtCount, sleep } from "./util.js";
@@ -57,6 +57,7 @@ export class ChannelView {
     this.wentLive = false;
     this.reconnectingSince = null;
     this.lastState = null;
+    this.partialType = null; // the type of a message whose line is not finished yet
     this.log.clear();
     this.steerLog.clear();
     this.count.textContent = "";
@@ -93,7 +94,10 @@ export class ChannelView {
     const rows = [];
     list.forEach((msg, i) => {
       this.track(msg);
-      for (const row of messageRows(msg, first + i)) rows.push(row);
+      const next = messageRows(msg, first + i);
+      if (this.partialType === msg?.type && next.length) this.continueLine(rows, next.shift());
+      for (const row of next) rows.push(row);
+      this.partialType = isPartial(msg) ? msg.type : null;
     });
     this.messages += list.length;
     stats.messages += list.length;
@@ -108,6 +112,14 @@ export class ChannelView {
         if (stats.latencies.length > 5000) stats.latencies.splice(0, 1000);
       });
     }
+  }
+
+  /** Join `row` onto the line it continues: the last row of this batch, else of the log. */
+  continueLine(rows, row) {
+    const last = rows.length ? rows[rows.length - 1] : this.log.rows[this.log.rows.length - 1];
+    if (last === undefined || last.seq === null) rows.push(row); // nothing (or a note) to join
+    else if (rows.length) rows[rows.length - 1] = joinRow(last, row);
+    else this.log.replaceLast(joinRow(last, row));
   }
 
   /** Follow the run's lifecycle from its own messages (start ... exit). */

@@ -34,6 +34,7 @@ from bench_common import (
     throughput,
     wait_until,
 )
+from bench_writer import run_writer
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -242,16 +243,16 @@ async def latency(run: Run) -> Result:
 
 
 async def fanout(run: Run) -> Result:
-    """Publish at a fixed rate to a subject that ``fanout_readers`` ordered consumers follow,
-    each on its own connection."""
+    """Publish at a fixed rate (from a writer process of its own) to a subject that
+    ``fanout_readers`` ordered consumers follow, each on its own connection."""
     result = Result()
     sizes = run.sizes
     async with _server(run) as server:
         progress(f"nats: opening {sizes.fanout_readers} live readers")
         async with _readers(server.port, "bench.fan", sizes.fanout_readers) as seens:
             cpu = CpuMeter(server.pid)
-            sent = await _paced_publish(
-                server.port, "bench.fan", sizes.fanout_rate, sizes.fanout_seconds
+            sent = await run_writer(
+                "nats", str(server.port), "bench.fan", sizes.fanout_rate, sizes.fanout_seconds
             )
             await settle_all(seens, len(sent))
             result.extras.update(cpu.read())

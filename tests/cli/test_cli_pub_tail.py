@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import re
 import signal
+import subprocess
+import time
 
 from clikit import Chanctl, read_until
 from daemonkit import TestEnv
@@ -197,3 +199,25 @@ def test_pub_fast_path_and_typer_path_agree(ch: Chanctl) -> None:
         record.pop("seq"), record.pop("offset"), record.pop("time")
     assert records[0] == records[1]
     assert "Publish messages" in ch.ok("pub", "--help").text
+
+
+def test_pub_sends_a_burst_while_its_input_stays_open(ch: Chanctl) -> None:
+    """A burst of lines followed by silence is published during the silence, not at EOF."""
+    pub = subprocess.Popen(ch.argv("pub", "burst"), stdin=subprocess.PIPE, env=ch.env())
+    assert pub.stdin is not None
+    try:
+        for round_ in range(3):
+            pub.stdin.write(b"".join(b"r%d-%d\n" % (round_, i) for i in range(20)))
+            pub.stdin.flush()
+            want = 20 * (round_ + 1)
+            deadline = time.monotonic() + 10
+            got: list[str] = []
+            while time.monotonic() < deadline:
+                run = ch("tail", "burst", "-n", "all", "--no-follow")
+                got = run.lines if run.code == 0 else []
+                if len(got) >= want:
+                    break
+            assert len(got) == want, f"round {round_}: {len(got)} of {want} lines published"
+    finally:
+        pub.stdin.close()
+        assert pub.wait(20) == 0

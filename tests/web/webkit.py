@@ -43,7 +43,7 @@ class WebDaemon:
 
     @property
     def token(self) -> str:
-        return self.tenv.token_file.read_text().strip()
+        return str(self.tenv.token_file.read_text().strip())
 
     @property
     def base(self) -> str:

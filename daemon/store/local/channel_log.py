@@ -24,14 +24,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import replace
 
-from ..base import (
-    AppendBatch,
-    ChannelState,
-    Committed,
-    StorageFailed,
-    StorageFull,
-    StoreError,
-)
+from ..base import AppendBatch, ChannelState, Committed, StorageFailed, StorageFull, StoreError
 from .layout import write_checkpoint_blocking
 from .pipeline import Outcome, Pipe
 from .records import encode_state
@@ -67,7 +60,7 @@ class ChannelLog:
         self._syncing = False  # a background fsync is on its way
         self._idle: asyncio.Future[None] | None = None  # drain() waits for the writer on it
         self._ckpt_task: asyncio.Task[None] | None = None
-        self._waiters: list[asyncio.Future[None]] = []
+        self._waiters: list[asyncio.Future[bool]] = []
         self._dirty = False  # written but not fsynced (interval / never)
         self._last_sync = time.monotonic()
         self._timer: asyncio.TimerHandle | None = None
@@ -335,26 +328,27 @@ class ChannelLog:
     # -- waiters ----------------------------------------------------------------------------
 
     async def wait(self, seq: int, timeout: float, stopping: Callable[[], bool]) -> bool:
+        """The timeout settles the same future a commit would (with False): a woken reader
+        resumes one loop iteration after the commit, not the two of ``asyncio.wait_for``."""
         st = self.state
         if st.durable_seq > seq or st.durable_closed or st.deleted or stopping():
             return True
         self.cache.watch()  # a follower: keep what gets committed next in memory for it
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[bool] = loop.create_future()
         self._waiters.append(fut)
+        timer = loop.call_later(timeout, _settle, fut, False)
         try:
-            await asyncio.wait_for(fut, timeout)
-            return True
-        except TimeoutError:
-            return False
+            return await fut
         finally:
-            if fut in self._waiters:
+            timer.cancel()
+            if fut.cancelled() or not fut.result():  # wake() did not take it off the list
                 self._waiters.remove(fut)
 
     def wake(self) -> None:
         waiters, self._waiters = self._waiters, []
         for fut in waiters:
-            if not fut.done():
-                fut.set_result(None)
+            _settle(fut, True)
 
     # -- retention ----------------------------------------------------------------------------
 
@@ -396,3 +390,8 @@ class ChannelLog:
     def forget_files(self) -> None:
         for seg in self.segments:
             self.shared.pool.forget(seg.path)
+
+
+def _settle(fut: asyncio.Future[bool], woken: bool) -> None:
+    if not fut.done():
+        fut.set_result(woken)
