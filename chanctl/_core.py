@@ -179,6 +179,12 @@ def split_body(body: bytes) -> tuple[bytes, bytes] | None:
     return dump(values[:mid]).encode(), dump(values[mid:]).encode()
 
 
+def retry_later(resp: Response) -> bool:
+    """A 503: the daemon did nothing (it is shutting down, or overloaded) and asks to be asked
+    again later; every chanctl request is safe to repeat (appends are idempotent)."""
+    return resp.status == 503
+
+
 def next_seq(resp: Response) -> int:
     """The message count at Stream-Next-Offset (0 when the header is absent)."""
     value = resp.header(p.H_NEXT_OFFSET)

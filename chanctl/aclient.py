@@ -110,19 +110,25 @@ class AsyncClient:
         deadline: float | None = None
         delay = 0.05
         while True:
+            refused: Response | None = None
+            failure: Exception
             try:
                 resp = await self._once(req, timeout)
                 self._connected_once = True
-                return resp
+                if not core.retry_later(resp):  # 503: waited out, as in Client.send_via
+                    return resp
+                refused, failure = resp, Dropped("the daemon answered 503")
             except Unreachable as exc:
                 if not self._connected_once:
                     await self._first_contact_failed(exc)
                     continue
-                failure: Exception = exc
+                failure = exc
             except Dropped as exc:
                 failure = exc
             now = time.monotonic()
             deadline = deadline or now + self.reconnect_timeout
+            if now >= deadline and refused is not None:
+                return refused
             if now >= deadline:
                 raise ce.ConnectionLost(
                     f"lost the daemon at {self.endpoint.url}: {failure}",

@@ -93,24 +93,31 @@ class Client:
 
         The first connection may auto-start the daemon; later failures only wait for it to come
         back (up to ``reconnect_timeout``), so a tail does not resurrect a daemon someone
-        stopped on purpose.
+        stopped on purpose. A 503 (the daemon is shutting down, or overloaded) is waited out
+        the same way; after the deadline it is returned for the caller to report.
         """
         deadline: float | None = None
         delay = 0.05
         while True:
+            refused: Response | None = None
+            failure: Exception
             try:
                 resp = transport.request(req.method, req.path, req.headers, req.body, timeout)
                 self._connected_once = True
-                return resp
+                if not core.retry_later(resp):
+                    return resp
+                refused, failure = resp, Dropped("the daemon answered 503")
             except Unreachable as exc:
                 if not self._connected_once:
                     self._first_contact_failed(exc)
                     continue
-                failure: Exception = exc
+                failure = exc
             except Dropped as exc:
                 failure = exc
             now = time.monotonic()
             deadline = deadline or now + self.reconnect_timeout
+            if now >= deadline and refused is not None:
+                return refused
             if now >= deadline:
                 raise ce.ConnectionLost(
                     f"lost the daemon at {self.endpoint.url}: {failure}",

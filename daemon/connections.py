@@ -26,7 +26,7 @@ from collections.abc import Callable
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from .security import error_response
+from .security import Admit, error_response
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +155,10 @@ class Lifecycle:
         self._idle = asyncio.Event()
         self._idle.set()
 
-    def middleware(self) -> Middleware:
+    def middleware(self, admit: Admit | None = None) -> Middleware:
+        """The middleware; with ``admit`` (``AccessPolicy.admitter``) it is the access check
+        too, a middleware layer less for every request."""
+
         @web.middleware
         async def lifecycle(request: web.Request, handler: Handler) -> web.StreamResponse:
             guard = self.guards.get(request.protocol) if request.protocol else None
@@ -163,6 +166,10 @@ class Lifecycle:
                 guard.head_received()
             if self.draining:
                 return error_response(503, "daemon is shutting down", close=True)
+            if admit is not None and (rejection := admit(request)) is not None:
+                if guard is not None:
+                    guard.response_done()
+                return rejection
             # Live readers (long-poll, SSE) are not waited for: stopping the store ends them.
             counted = "live" not in request.query
             if counted:

@@ -49,6 +49,10 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+# One decoder for every append: ``json.loads`` with any keyword builds a new one per call.
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
 def split_messages(body: bytes, is_json: bool, *, allow_empty_array: bool) -> list[bytes]:
     """The messages one append stores. An empty array is only meaningful on create (PUT ``[]``
     makes an empty channel); on append it is a client bug and rejected."""
@@ -70,7 +74,7 @@ def split_messages(body: bytes, is_json: bool, *, allow_empty_array: bool) -> li
 
 def _parse(body: bytes) -> Any:
     try:
-        return json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
+        return _DECODER.decode(body.decode("utf-8"))
     except UnicodeDecodeError:
         raise BadRequest("invalid JSON: the body is not UTF-8") from None
     except (ValueError, RecursionError) as exc:

@@ -41,6 +41,8 @@ UI_PREFIX = "/ui"  # the web view's pages (daemon/http/web.py)
 
 # (request, expected token) -> None to admit the request, else the refusal to send.
 BrowserGate = Callable[[web.Request, bytes], "web.Response | None"]
+# request -> None to admit it, else the refusal to send.
+Admit = Callable[[web.Request], "web.Response | None"]
 
 
 def load_or_create_token(path: Path) -> str:
@@ -170,11 +172,22 @@ class AccessPolicy:
         self._loopback_bind = True
 
     def middleware(self) -> Middleware:
-        # Per connection: is it a unix socket whose peer passed (True), or TCP (False)?
-        unix_peer: weakref.WeakKeyDictionary[asyncio.Transport, bool] = weakref.WeakKeyDictionary()
+        admit = self.admitter()
 
         @web.middleware
         async def access(request: web.Request, handler: Handler) -> web.StreamResponse:
+            rejection = admit(request)
+            return rejection if rejection is not None else await handler(request)
+
+        return access
+
+    def admitter(self) -> Admit:
+        """The check ``middleware`` runs, on its own: ``Lifecycle`` runs it inside its own
+        middleware, which saves every request a layer."""
+        # Per connection: is it a unix socket whose peer passed (True), or TCP (False)?
+        unix_peer: weakref.WeakKeyDictionary[asyncio.Transport, bool] = weakref.WeakKeyDictionary()
+
+        def admit(request: web.Request) -> web.Response | None:
             transport = request.transport
             if transport is None:
                 return error_response(403, "connection is gone", close=True)
@@ -187,11 +200,9 @@ class AccessPolicy:
                 if unix and (rejection := self._check_unix(sock)) is not None:
                     return rejection  # and the connection is closed: nothing to remember
                 unix_peer[transport] = unix
-            if not unix and (rejection := self._check_tcp(request)) is not None:
-                return rejection  # the bearer token is per request: checked every time
-            return await handler(request)
+            return None if unix else self._check_tcp(request)  # the token: every request
 
-        return access
+        return admit
 
     def _check_unix(self, sock: socket.socket) -> web.Response | None:
         cred = peer_cred(sock)

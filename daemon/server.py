@@ -190,7 +190,8 @@ async def _serve(settings: Settings, claim: Claim) -> int:
     try:
         # The app starts and stops the service itself (on_startup / on_cleanup).
         service = StreamService(store, settings)
-        middlewares = (lifecycle.middleware(), policy.middleware())
+        # One middleware for both: every request pays for each layer it passes.
+        middlewares = (lifecycle.middleware(admit=policy.admitter()),)
         app = build_app(service, settings, middlewares=middlewares)
         web_tcp = OnDemandTcp(settings, claim, policy, lifecycle)  # `chanctl web` opens TCP
         setup_web(app, policy, web_tcp)  # the /ui/ pages and POST /v1/web

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from .. import protocol as p
+from .._core import Flush
 from ..errors import UsageError
 from ._common import Globals, make_client
 from ._pub_run import stdin_lines
@@ -45,8 +46,10 @@ def run_send(args: SendArgs) -> None:
     if args.json and texts is not None:
         _check_json(texts[0])
     client = make_client(args.url, args.quiet)
-    items: Iterable[str | bytes] = texts if texts is not None else stdin_lines()
+    items: Iterable[str | bytes | Flush] = texts if texts is not None else stdin_lines()
     for text in items:
+        if isinstance(text, Flush):  # stdin went quiet: nothing to do, each line is sent alone
+            continue
         sent = client.send(args.name, text, type=args.type, wait=args.wait, timeout=seconds)
         sys.stdout.write(sent.offset + "\n")
         sys.stdout.flush()

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
+from .. import protocol as p
 from ._common import make_client, usage
 from .options import (
     ChannelArg,
@@ -37,6 +40,9 @@ def tail(
     cursor: CursorOpt = None,
     exit_status: ExitStatusOpt = False,
     timeout: TimeoutOpt = None,
+    control: Annotated[
+        bool, typer.Option("--control", help="Its steering messages (the control lane).")
+    ] = False,
     quiet: QuietOpt = False,
     url: UrlOpt = None,
 ) -> None:
@@ -48,7 +54,13 @@ def tail(
         usage("--json and --raw cannot be combined")
     window = read_window(lines=lines, from_=from_, since=since, timeout=timeout)
     stream = make_client(url, quiet).tail(
-        name, types=type_, follow=not no_follow, wait=not no_follow, cursor=cursor, **window
+        name,
+        types=type_,
+        follow=not no_follow,
+        wait=not no_follow,
+        cursor=cursor,
+        lane=p.LANE_CONTROL if control else p.LANE_OUTPUT,
+        **window,
     )
     from ._stream import pump  # rendering code loads only when a command runs
 

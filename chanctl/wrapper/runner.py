@@ -2,7 +2,8 @@
 
 1. Attach as the channel's producer (refused while another run is alive, unless takeover) and
    get this run's producer epoch; make sure both lanes exist and the channel is open.
-2. Block the handled signals, become a subreaper, start the job in its own process group.
+2. Block the handled signals, become a subreaper, start the job in its own process group,
+   and its group guard (which ends the group should the wrapper be killed).
 3. Start the threads: pump (pipes -> spool), publisher (spool -> daemon), steering (control
    lane -> job), heartbeat. The main thread supervises: signals, reaping, stop deadlines.
 4. When the job is gone: stop obeying steering, append ``exit`` and the answers to ``stop``,
@@ -35,7 +36,15 @@ from .job import Job
 from .publisher import Publisher
 from .pump import Pump
 from .session import Session
-from .spawn import Child, exit_code, set_child_subreaper, signal_name, spawn
+from .spawn import (
+    Child,
+    exit_code,
+    set_child_subreaper,
+    signal_name,
+    spawn,
+    start_guard,
+    stop_guard,
+)
 from .spool import Spool
 from .supervisor import block_signals, supervise
 
@@ -94,6 +103,7 @@ class _Run:
             "CHANCTL_CONTROL_FROM": self.start_offset,  # where `chanctl recv` starts for it
         }
         child = spawn(opts.argv, env)
+        self.guard = start_guard(child.pid)  # ends the whole group if the wrapper is killed
         self.began = time.monotonic()
         self.publisher.post(p.TYPE_START, self._start_data(child.pid))
         post_ack = lambda ack: self.publisher.post(p.TYPE_ACK, ack.to_data())  # noqa: E731
@@ -119,6 +129,7 @@ class _Run:
 
     def finish(self, status: int) -> int:
         self.steering.close()  # from now on steering waits for the next run
+        stop_guard(self.guard)  # the job's group is empty
         code = exit_code(status)
         headers = {"duration_s": f"{time.monotonic() - self.began:.3f}", "run_id": self.run_id}
         killed_by = signal_name(status)

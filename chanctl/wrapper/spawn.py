@@ -7,7 +7,8 @@ process, asks the kernel for ``PR_SET_PDEATHSIG`` (so the job gets SIGTERM if th
 even by SIGKILL), checks that the wrapper did not die before it asked, unblocks the signals the
 wrapper blocks for itself, restores the dispositions Python changed (SIGPIPE), and ``exec``s the
 command; the job keeps the shim's pid. It reports "not found" as 127 and "cannot execute" as
-126, like a shell.
+126, like a shell. The death signal reaches the job's leader only, so a *group guard* (below)
+covers the rest of the job's process group.
 """
 
 from __future__ import annotations
@@ -45,6 +46,54 @@ except OSError as exc:
     os.write(2, b"chanctl run: " + os.fsencode(argv[0]) + b": " + exc.strerror.encode() + b"\n")
     os._exit(126)
 """
+
+
+# The group guard: a second tiny process, outside the job's group, that outlives a killed
+# wrapper just long enough to end the *whole* group (the death signal reaches the job's leader
+# only; a shell script's own children would live on). It sleeps until the wrapper dies, then
+# SIGTERMs the group and SIGKILLs what is left after GUARD_GRACE seconds. At a normal end the
+# wrapper SIGKILLs it.
+GUARD_GRACE = 1.5
+_GUARD = r"""
+import ctypes, os, signal, sys, time
+pgid, parent, grace = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+signal.signal(signal.SIGTERM, lambda *_: None)
+ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM), 0, 0, 0)
+signal.pthread_sigmask(signal.SIG_SETMASK, [])
+if os.getppid() == parent:
+    signal.pause()
+end = time.monotonic() + grace
+try:
+    os.killpg(pgid, signal.SIGTERM)
+    while time.monotonic() < end:
+        time.sleep(0.05)
+        os.killpg(pgid, 0)
+    os.killpg(pgid, signal.SIGKILL)
+except ProcessLookupError:
+    pass
+"""
+
+
+def start_guard(pgid: int) -> subprocess.Popen[bytes]:
+    """Start the group guard of the job whose process group is ``pgid``."""
+    argv = [sys.executable, "-I", "-S", "-c", _GUARD, str(pgid), str(os.getpid())]
+    return subprocess.Popen(
+        [*argv, str(GUARD_GRACE)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        process_group=0,  # its own: not part of the job, out of reach of the terminal's ^C
+        close_fds=True,
+    )
+
+
+def stop_guard(guard: subprocess.Popen[bytes]) -> None:
+    """The run ended normally: the guard has nothing left to do."""
+    try:
+        guard.kill()
+        guard.wait(5)  # reaped here: the supervisor's reaping has ended
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        pass
 
 
 @dataclass

@@ -12,6 +12,7 @@ Routes (clients build them with ``chanctl.protocol.cursor_path``):
 * ``PUT    /v1/cursors/{channel}?name=N`` with ``{"offset": "..."}`` -> 204
 * ``DELETE /v1/cursors/{channel}?name=N`` -> 204 (404 if it was not set)
 * ``GET    /v1/cursors/{channel}`` -> 200 ``{"channel", "cursors": [{"name", "offset", ...}]}``
+* any of these with ``&lane=control``: the cursors of the channel's control lane (steering.py)
 
 Wire-up: ``setup_cursors(app, settings.data_dir)`` once while building the application; the
 channel DELETE handler may call ``app[CURSORS].drop_channel(name)`` to forget its cursors.

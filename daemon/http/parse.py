@@ -57,10 +57,22 @@ def channel_name(request: web.Request) -> str:
 
 
 def checked_name(name: str) -> str:
+    """``name`` once it is a valid channel name, else 400. Valid names are remembered (the
+    check is a pure function of the text, and every request runs it), a few thousand at most."""
+    if name in _VALID_NAMES:
+        return name
     try:
-        return validate_name(name)
+        validate_name(name)
     except ChannelNameError as exc:
         raise BadRequest(str(exc)) from None
+    if len(_VALID_NAMES) >= _VALID_NAMES_MAX:
+        _VALID_NAMES.clear()
+    _VALID_NAMES.add(name)
+    return name
+
+
+_VALID_NAMES: set[str] = set()
+_VALID_NAMES_MAX = 4096
 
 
 def single_param(request: web.Request, key: str) -> str | None:
@@ -152,6 +164,12 @@ def append_request(headers: Headers, name: str) -> AppendRequest:
         stream_seq=seq,
         producer=producer_stamp(headers),
     )
+
+
+def with_body(req: AppendRequest, body: bytes) -> AppendRequest:
+    """``req`` carrying ``body``: what ``dataclasses.replace`` does, without its per-call
+    introspection (every append passes here)."""
+    return AppendRequest(req.name, req.content_type, body, req.close, req.stream_seq, req.producer)
 
 
 def _content_type(headers: Headers) -> str | None:

@@ -60,7 +60,7 @@ class StreamHandlers:
     async def post(self, request: web.Request) -> web.Response:
         name = parse.channel_name(request)
         req = parse.append_request(request.headers, name)
-        req = replace(req, body=await parse.read_body(request, self.limits.max_body_bytes))
+        req = parse.with_body(req, await parse.read_body(request, self.limits.max_body_bytes))
         res = await self.service.append(req)
         headers = {H_NEXT_OFFSET: format_offset(res.next_seq)}
         if res.closed:

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
-from bench_common import WARM_SEQ, stop_tasks, tag_seq, wait_until
+from bench_common import WARM_SEQ, filler, stop_tasks, tag_seq, wait_until
 
 from chanctl.protocol import encode_message
 
@@ -84,7 +84,7 @@ async def readers(sock: Path, channel: str, count: int) -> AsyncIterator[list[di
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         tasks = [asyncio.create_task(_follow(session, channel, seen)) for seen in seens]
         try:
-            await _post(session, channel, f"L{WARM_SEQ}:" + "x" * 88)
+            await _post(session, channel, filler(f"L{WARM_SEQ}:", 100))
             await wait_until(lambda: all(WARM_SEQ in seen for seen in seens), tasks, 60)
             for seen in seens:
                 seen.clear()

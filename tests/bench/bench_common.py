@@ -19,7 +19,6 @@ from pathlib import Path
 
 MESSAGE_BYTES = 100
 WARM_SEQ = 999_999_999  # the number of the warm-up message that proves a live reader is live
-JSON_TYPE = "application/json"
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 _PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
 _STARTED = time.monotonic()
@@ -140,19 +139,9 @@ def filler(prefix: str, total: int) -> str:
     return prefix + "x" * (total - len(prefix))
 
 
-def json_message(tag: str) -> bytes:
-    """A JSON string that is exactly MESSAGE_BYTES long on the wire, quotes included."""
-    return b'"' + filler(tag, MESSAGE_BYTES - 2).encode() + b'"'
-
-
 def raw_message(tag: str) -> bytes:
     """A MESSAGE_BYTES payload for the peers, which store bytes without JSON framing."""
     return filler(tag, MESSAGE_BYTES).encode()
-
-
-def json_batch(count: int, tag: str = "b") -> bytes:
-    """A JSON array of ``count`` 100-byte messages: one POST, ``count`` messages (JSON mode)."""
-    return b"[" + b",".join(json_message(f"{tag}{i}:") for i in range(count)) + b"]"
 
 
 def tag_seq(text: str, marker: str) -> int | None:

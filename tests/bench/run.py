@@ -21,12 +21,14 @@ drifts in machine load hit all of them, and the table shows each median with the
 3. one client streaming 1,000,000 messages (``Client.publish_many``; pipelines of 1,000 XADDs;
    publish_async with 4,000 acks outstanding), bounded at 90 s for peers that fsync each one;
 4. live latency, append -> reader, 1,000 msg/s for 10 s (each append awaited, so a slow ack
-   lowers the rate, shown on its own row): p50/p99/max;
+   lowers the rate, shown on its own row): p50/p99/max; chanctl's reader is the library's
+   ``tail`` (long-poll), and again a raw SSE reader (its own rows, against the same peers);
 5. catch-up read of 1,000,000 messages (``Client.replay``; XRANGE pages of 1,000; an ordered
    consumer); chanctl reads through a daemon restarted on the data, NATS through a restarted
    server (its data set is loaded with default sync in both NATS columns);
-6. fan-out: 100 live readers, each its own connection, of one channel fed at 1,000 msg/s:
-   deliveries/s and p99 latency;
+6. fan-out: 100 live readers, each its own connection, of one channel fed at 1,000 msg/s by
+   a writer in a process of its own (so the readers' parsing cannot starve it): deliveries/s
+   and p99 latency; chanctl with ``tail`` and with raw SSE, as in 4.;
 7. whole-process cost of one publish from the shell (``chanctl pub``, ``redis-cli XADD``, a
    stdlib-only Python client for all three) and ``seq 1000000 | chanctl pub``;
 8. server RSS idle, with 10,000 one-message channels, and with 1,000 idle live readers.

@@ -33,9 +33,7 @@ def _stop_and_time(daemon: DaemonProcess) -> float:
     return time.monotonic() - began
 
 
-@pytest.mark.parametrize(
-    "live", ["long-poll", "sse"]
-)
+@pytest.mark.parametrize("live", ["long-poll", "sse"])
 def test_sigterm_ends_live_readers_cleanly(
     tenv: TestEnv, start_daemon: StartDaemon, live: str
 ) -> None:

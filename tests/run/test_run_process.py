@@ -4,6 +4,7 @@ orphans are reaped. Guards the promises of reliability.md W2-W5."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -100,22 +101,24 @@ def test_stop_escalates_to_sigkill_after_the_timeout(ch: Chanctl) -> None:
 
 
 def test_a_killed_wrapper_takes_its_job_along_and_shows_as_lost(ch: Chanctl) -> None:
-    wrapper = start_run(
-        ch, "w4", "sh", "-c", "echo up; exec sleep 1000", opts=("-q", "--heartbeat", "0.3s")
-    )
+    job = "sleep 1000 & sleep 1000 & echo up; wait"
+    wrapper = start_run(ch, "w4", "sh", "-c", job, opts=("-q", "--heartbeat", "0.3s"))
     _ready("w4")
-    (job,) = psutil.Process(wrapper.proc.pid).children()
+    group = _job_group("w4")
+    assert len(group) == 3  # sh and its two sleeps
     first = client().producer("w4")
     assert (first["state"], first["pid"]) == ("attached", wrapper.proc.pid)
     os.kill(wrapper.proc.pid, signal.SIGKILL)
     wrapper.wait()
-    job.wait(timeout=2)  # PR_SET_PDEATHSIG: SIGTERM as soon as the wrapper is gone
+    # The death signal ends sh; the group guard sends the rest of the group SIGTERM.
+    gone, alive = psutil.wait_procs(group, timeout=2)
+    assert not alive, f"left behind: {alive}"
     wait_for(lambda: client().producer("w4")["state"] == "lost", 5, "the producer to be lost")
     assert "lost (pid" in ch.ok("info", "w4").text
     assert "lost (pid" in ch.ok("ls").text
     again = start_run(ch, "w4", "true")  # a lost producer needs no --takeover
     assert again.wait() == 0, again.stderr
-    epochs = [int(__import__("json").loads(r["data"])["epoch"]) for r in of_type("w4", "start")]
+    epochs = [json.loads(r["data"])["epoch"] for r in of_type("w4", "start")]
     assert epochs == [first["epoch"], first["epoch"] + 1]
 
 
@@ -149,6 +152,19 @@ def test_orphans_are_reaped_and_waited_for(ch: Chanctl) -> None:
     assert wrapper.wait() == 0, wrapper.stderr
     assert len(orphans) >= 50, "the orphans were re-parented to the wrapper"
     assert not [pid for pid in orphans if psutil.pid_exists(pid)]
+
+
+def _job_group(name: str) -> list[psutil.Process]:
+    """Every process in the job's process group (its leader's pid is in the start record)."""
+    leader = json.loads(of_type(name, "start")[0]["data"])["pid"]
+    return [p for p in psutil.process_iter() if _pgid(p.pid) == leader]
+
+
+def _pgid(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except ProcessLookupError:
+        return None
 
 
 def _children(proc: psutil.Process) -> list[psutil.Process]:

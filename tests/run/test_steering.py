@@ -39,7 +39,7 @@ def test_malformed_steering_is_ignored_with_one_warning(ch: Chanctl, tenv: TestE
     log = tenv.root / "b6.log"
     wrapper = start_run(ch, "b6", *helper("signals.py", log), opts=("-q",))
     _ready("b6")
-    (job,) = psutil.Process(wrapper.proc.pid).children()
+    job = psutil.Process(json.loads(of_type("b6", "start")[0]["data"])["pid"])
     bad: list[tuple[tuple[str, ...], str | None]] = [
         (("frobnicate",), None),  # unknown command
         (("signal",), None),  # a missing field
@@ -108,6 +108,7 @@ def test_recv_outside_a_run(ch: Chanctl) -> None:
     assert (record["offset"], record["type"], record["data"]) == (first, "note", "one")
     assert ch.ok("recv", "rx", "--cursor", "mine").lines == ["one", "two"]
     assert ch.ok("recv", "rx", "--cursor", "mine").lines == []
+    assert ch.ok("tail", "rx", "--control", "--no-follow").lines == ["one", "two"]
     assert ch.ok("ls").text == "", "a control lane is part of its channel, not one of its own"
     ch.ok("pub", "rx", "output")
     assert [line.split("\t")[0] for line in ch.ok("ls").lines] == ["rx"]

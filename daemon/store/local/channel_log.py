@@ -120,11 +120,11 @@ class ChannelLog:
         self._pin = (active.path, fd)
         end = active.end_seq if active.end_seq is not None else active.base
         self._tail = (active.size, active.base, end)
+        loop = asyncio.get_running_loop()
         if self._pipe is None:
             sh = self.shared
-            loop = asyncio.get_running_loop()
             self._pipe = Pipe(sh.writers, sh.disk, self.dir, sh.mode, self._on_report, loop)
-        self._pipe.begin((active.path, fd, active.size))
+        self._pipe.begin((active.path, fd, active.size), loop)
 
     def _maybe_idle(self) -> None:
         """Once nothing is in flight: unpin the fd and tell drain()."""

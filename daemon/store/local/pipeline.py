@@ -175,8 +175,9 @@ class Pipe:
 
     # -- the loop's side ------------------------------------------------------------------------
 
-    def begin(self, active: Active) -> None:
+    def begin(self, active: Active, loop: asyncio.AbstractEventLoop) -> None:
         """Start from idle: the durable end of the active segment and its pinned fd."""
+        self.loop = loop
         with self.pool.lock:
             self.active = active
 

@@ -76,15 +76,15 @@ class TailCache:
         """Feed one durable batch (in seq order; called right after its group committed)."""
         if end == first:
             return  # no messages: nothing a read could return
+        if self.watched_until < time.monotonic():
+            if self._firsts:
+                self.clear()  # nobody follows the channel any more
+            return
         cost = len(data) + 4 * len(lengths) + ENTRY_OVERHEAD
         if (self._firsts and first != self._end) or cost > CHANNEL_BYTES:
             self.clear()  # never a gap; an oversized batch is read from disk
             if cost > CHANNEL_BYTES:
                 return
-        if self.watched_until < time.monotonic():
-            if self._firsts:
-                self.clear()
-            return
         self._firsts.append(first)
         self._recs.append((when, lengths, data, cost))
         self._end = end
