@@ -58,13 +58,25 @@ def _factory(
     raise AssertionError(f"unknown engine {kind}")
 
 
-@pytest.fixture(params=ENGINES)
-async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Engine]:
+async def _running(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Engine]:
     make, durable = _factory(request.param, tmp_path, request)
     eng = Engine(request.param, make, make(), durable)
     await eng.store.start()
     yield eng
     await eng.store.stop()
+
+
+@pytest.fixture(params=ENGINES)
+async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Engine]:
+    async for eng in _running(request, tmp_path):
+        yield eng
+
+
+@pytest.fixture(params=[p for p in ENGINES if p.values[0] != "memory"])
+async def durable_engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Engine]:
+    """Engines that keep data across a restart (the memory reference engine does not)."""
+    async for eng in _running(request, tmp_path):
+        yield eng
 
 
 @pytest.fixture

@@ -254,9 +254,8 @@ async def test_unknown_channel(store: ChannelStore) -> None:
         await store.wait("nope", 0, 0.01)
 
 
-async def test_reopen_keeps_everything(engine: Engine) -> None:
-    if not engine.durable:
-        pytest.skip(f"{engine.kind} keeps nothing across restarts")
+async def test_reopen_keeps_everything(durable_engine: Engine) -> None:
+    engine = durable_engine
     store = engine.store
     await store.create("c", config(), batch(b"init", producer=("p", 1, 0), stream_seq="a"))
     for i in range(1, 40):

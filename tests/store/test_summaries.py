@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from chanctl.daemon.store.base import ChannelState, ChannelStore, ChannelSummary, Retention
 
 from .storekit import Engine, batch, config, local_store, now, read_all, segment_files
@@ -51,9 +50,8 @@ async def test_summaries_of_open_channels_are_their_state(store: ChannelStore) -
     assert [s.name for s in only] == ["b"]
 
 
-async def test_summaries_after_restart_do_not_open(engine: Engine) -> None:
-    if not engine.durable:
-        pytest.skip(f"{engine.kind} keeps nothing across restarts")
+async def test_summaries_after_restart_do_not_open(durable_engine: Engine) -> None:
+    engine = durable_engine
     store = engine.store
     await store.create("a", config(Retention(max_bytes=4096)), batch(b"one"))
     await store.submit("a", batch(b"two", close=True))

@@ -20,7 +20,6 @@ import asyncio
 import logging
 import os
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -52,9 +51,9 @@ class ChannelLog:
         self.failed: StoreError | None = None
         self.removed = False  # the channel was deleted for good
         self.indexing: dict[str, asyncio.Future[None]] = {}
-        self.cache = TailCache(shared.tail_budget)
-        self._inflight: deque[Pending] = deque()  # pushed, not reported yet; oldest first
-        self._pipe: Pipe | None = None  # created by the first append
+        self.cache: TailCache | None = None  # once someone follows the channel (watch)
+        self._inflight: list[Pending] = []  # pushed, not reported yet; oldest first
+        self._pipe: Pipe | None = None  # to the writer threads, while appends are in flight
         self._pin: tuple[str, int] | None = None  # the writer's segment fd, while it may use it
         self._tail = (0, 0, 0)  # (size, base, end seq) of the writer's segment, while pinned
         self._syncing = False  # a background fsync is on its way
@@ -73,7 +72,12 @@ class ChannelLog:
         if self.failed is not None:
             raise type(self.failed)(str(self.failed))
         if self._pin is None:
-            self._start_or_raise()
+            try:
+                self._start()
+            except OSError as exc:
+                msg = f"channel {self.state.name!r}: opening the segment failed: {exc.strerror}"
+                log.error("%s", msg)
+                raise StorageFailed(msg) from exc
         sh = self.shared
         try:
             roll = self._roll_if_full()
@@ -105,14 +109,6 @@ class ChannelLog:
         )
         return Roll(path, state)
 
-    def _start_or_raise(self) -> None:
-        try:
-            self._start()
-        except OSError as exc:
-            msg = f"channel {self.state.name!r}: opening the segment failed: {exc.strerror}"
-            log.error("%s", msg)
-            raise StorageFailed(msg) from exc
-
     def _start(self) -> None:
         """Wake the writer from idle: pin the active segment's fd and hand its end over."""
         active = self.segments[-1]
@@ -120,18 +116,16 @@ class ChannelLog:
         self._pin = (active.path, fd)
         end = active.end_seq if active.end_seq is not None else active.base
         self._tail = (active.size, active.base, end)
-        loop = asyncio.get_running_loop()
-        if self._pipe is None:
-            sh = self.shared
-            self._pipe = Pipe(sh.writers, sh.disk, self.dir, sh.mode, self._on_report, loop)
-        self._pipe.begin((active.path, fd, active.size), loop)
+        sh, loop = self.shared, asyncio.get_running_loop()
+        tail = (active.path, fd, active.size)
+        self._pipe = Pipe(sh.writers, sh.disk, self.dir, sh.mode, tail, self._on_report, loop)
 
     def _maybe_idle(self) -> None:
-        """Once nothing is in flight: unpin the fd and tell drain()."""
+        """Once nothing is in flight: unpin the fd, let the pipe go, tell drain()."""
         if self._pin is None or self._inflight or self._syncing:
             return
         self.shared.pool.release(*self._pin)
-        self._pin = None
+        self._pin = self._pipe = None
         if self._idle is not None:
             self._idle.set_result(None)
             self._idle = None
@@ -140,7 +134,8 @@ class ChannelLog:
         """A writer thread finished a trip (in push order): ack or fail its batches."""
         if out.synced:
             self._syncing = False
-        group = [self._inflight.popleft() for _ in range(out.items)]
+        group = self._inflight[: out.items]
+        del self._inflight[: out.items]
         if out.result.error is None:
             if group:
                 self._committed(group, out.result.new_fds)
@@ -155,6 +150,8 @@ class ChannelLog:
         seg = self.segments[-1]
         pos = seg.size
         cache = self.cache
+        if cache is not None and not cache.watched():
+            self.cache = cache = None  # nobody follows the channel any more
         for item in group:
             if item.roll is not None:
                 self._grow(seg, pos)
@@ -163,7 +160,8 @@ class ChannelLog:
             seg.note_record(item.first_seq, pos)
             pos += item.size
             seg.end_seq, seg.last_time = item.next_seq, item.time
-            cache.add(item.first_seq, item.next_seq, item.time, item.lengths, item.payload)
+            if cache is not None:
+                cache.add(item.first_seq, item.next_seq, item.time, item.lengths, item.payload)
         self._grow(seg, pos)
         last = group[-1]
         self.state.durable_seq = last.next_seq
@@ -198,10 +196,7 @@ class ChannelLog:
     def _fail(self, group: list[Pending], result: GroupResult) -> None:
         """Rewind the pending state and fail this group and everything queued after it.
         Fatal failures (anything but a rolled-back full disk) make the log fail-stop."""
-        items = group + list(self._inflight)
-        self._inflight.clear()
-        if self._pipe is not None:
-            self._pipe.reset()
+        items, self._inflight = group + self._inflight, []  # the pipe is poisoned: let it go
         if self._syncing:  # dropped behind the failure: still owed
             self._syncing, self._dirty = False, True
         for item in reversed(items):
@@ -333,7 +328,7 @@ class ChannelLog:
         st = self.state
         if st.durable_seq > seq or st.durable_closed or st.deleted or stopping():
             return True
-        self.cache.watch()  # a follower: keep what gets committed next in memory for it
+        self.watch()
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[bool] = loop.create_future()
         self._waiters.append(fut)
@@ -344,6 +339,12 @@ class ChannelLog:
             timer.cancel()
             if fut.cancelled() or not fut.result():  # wake() did not take it off the list
                 self._waiters.remove(fut)
+
+    def watch(self) -> None:
+        """A reader follows the channel: keep what gets committed next in memory for it."""
+        if self.cache is None:
+            self.cache = TailCache(self.shared.tail_budget)
+        self.cache.watch()
 
     def wake(self) -> None:
         waiters, self._waiters = self._waiters, []

@@ -22,7 +22,6 @@ import errno
 import logging
 import queue
 import threading
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -127,13 +126,14 @@ class WriterPool:
 
 
 class Pipe:
-    """One channel's hand-off to the writer threads.
+    """One channel's hand-off to the writer threads, from idle to idle.
 
-    The loop side (``begin``, ``push``, ``request_sync``, ``reset``) and the thread side
-    (``take``, ``execute``, ``settle``) meet under the pool's lock; ``report`` runs on the loop,
-    once per trip, in order.
-    ``active`` is set by the loop only while no batch is in flight, and otherwise advanced by the
-    thread as it writes and rolls segments.
+    The log creates a pipe when appends start (with the end of the active segment and its
+    pinned fd) and lets it go when nothing is in flight any more, so idle channels keep none.
+    The loop's side (``push``, ``request_sync``) and a thread's (``take``, ``execute``,
+    ``settle``) meet under the pool's lock; ``report`` runs on the loop, once per trip, in order.
+    ``active`` then belongs to the thread, which advances it as it writes and rolls segments.
+    A poisoned pipe does no more I/O: whatever reaches it is dropped.
     """
 
     __slots__ = (
@@ -156,7 +156,8 @@ class Pipe:
         pool: WriterPool,
         disk: Disk,
         chan_dir: str,
-        mode: str,
+        mode: str,  # the fsync policy
+        active: Active,
         report: Callable[[Outcome], None],
         loop: asyncio.AbstractEventLoop,
     ) -> None:
@@ -164,22 +165,16 @@ class Pipe:
         self.disk = disk
         self.chan_dir = chan_dir
         self.mode = mode
+        self.active = active
         self.report = report
         self.loop = loop
         self.pending: list[Staged] = []
         self.want_sync = False
         self.scheduled = False
         self.poisoned = False
-        self.active: Active = ("", -1, 0)
-        self.reports: deque[Outcome] = deque()  # settled trips the loop has not taken yet
+        self.reports: list[Outcome] = []  # settled trips the loop has not taken yet
 
     # -- the loop's side ------------------------------------------------------------------------
-
-    def begin(self, active: Active, loop: asyncio.AbstractEventLoop) -> None:
-        """Start from idle: the durable end of the active segment and its pinned fd."""
-        self.loop = loop
-        with self.pool.lock:
-            self.active = active
 
     def push(self, item: Staged) -> None:
         """Queue a batch for the writer. An idle pipe is handed to a thread only after the
@@ -202,22 +197,15 @@ class Pipe:
             self.scheduled = True
         self.loop.call_soon(self.pool.schedule, self)
 
-    def reset(self) -> None:
-        """After a failure the loop has handled: forget what was dropped, accept work again."""
-        with self.pool.lock:
-            self.pending.clear()
-            self.want_sync = self.poisoned = False
-
     # -- a writer thread's side -----------------------------------------------------------------
 
     def take(self) -> _Job | None:
-        """Everything pushed so far, as one job (the pool's lock is held)."""
-        if self.poisoned:
-            self.pending.clear()  # the loop fails these: they were staged behind a failure
-            self.want_sync = False
-            return None
+        """Everything pushed so far, as one job, or None when there is nothing to do (the
+        pool's lock is held)."""
         items, self.pending = self.pending, []
         sync, self.want_sync = self.want_sync, False
+        if self.poisoned or not (items or sync):
+            return None  # poisoned: the loop fails these, staged behind a failure
         return _Job(items, sync, self.active)
 
     def execute(self, job: _Job) -> Outcome:
@@ -251,13 +239,14 @@ class Pipe:
     def notify_loop(self) -> None:
         """Have the loop take the queued reports. Outside the lock, since waking the loop
         writes to its self-pipe (releasing the GIL); reports stay in order whichever thread
-        wakes it, as ``_deliver`` takes them from one queue."""
+        wakes it, as ``_deliver`` takes them from one list."""
         try:
             self.loop.call_soon_threadsafe(self._deliver)
         except RuntimeError:  # the loop is closed: nobody is left to tell
             log.debug("%s: a group finished after the event loop closed", self.chan_dir)
 
     def _deliver(self) -> None:
-        reports = self.reports
-        while reports:
-            self.report(reports.popleft())
+        with self.pool.lock:
+            reports, self.reports = self.reports, []
+        for out in reports:
+            self.report(out)

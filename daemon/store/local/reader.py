@@ -37,13 +37,13 @@ async def read_log(
     st = lg.state
     if start_seq < st.first_seq:
         raise ChannelGone(f"offset {start_seq} is below the earliest retained {st.first_seq}")
-    if st.corrupt_seq is None:
+    if st.corrupt_seq is None and lg.cache is not None:
         hit = lg.cache.read(start_seq, st.durable_seq, max_bytes, max_messages, raw)
         if hit is not None:
             return hit
     acc = await _read_disk(lg, start_seq, max_bytes, max_messages, raw)
     if acc.next_seq >= st.durable_seq:
-        lg.cache.watch()  # a reader at the tail: it will likely ask for what comes next
+        lg.watch()  # a reader at the tail: it will likely ask for what comes next
     return acc
 
 

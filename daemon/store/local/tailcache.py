@@ -10,8 +10,8 @@ What is kept is exactly what was written (the payload bytes and message sizes th
 and the range always ends at the durable horizon with no gap, so a cached read returns what the
 same read from disk would. Bounded twice: at most CHANNEL_BYTES per channel, and the budget's cap
 over all channels (the least recently fed channels give theirs up first). Only channels that
-someone follows (``watch``: a reader waited for news or read up to the tail within WATCH_S) cache
-at all, so 10,000 channels nobody reads cost nothing.
+someone follows (``watch``: a reader waited for news or read up to the tail within WATCH_S) have
+a cache at all, so 10,000 channels nobody reads cost nothing.
 """
 
 from __future__ import annotations
@@ -72,14 +72,17 @@ class TailCache:
         """A reader follows the channel: cache what gets committed for a while."""
         self.watched_until = time.monotonic() + WATCH_S
 
+    def watched(self) -> bool:
+        """Still followed? Once not, the log drops the cache (and its memory) altogether."""
+        if self.watched_until >= time.monotonic():
+            return True
+        self.clear()
+        return False
+
     def add(self, first: int, end: int, when: float, lengths: tuple[int, ...], data: bytes) -> None:
         """Feed one durable batch (in seq order; called right after its group committed)."""
         if end == first:
             return  # no messages: nothing a read could return
-        if self.watched_until < time.monotonic():
-            if self._firsts:
-                self.clear()  # nobody follows the channel any more
-            return
         cost = len(data) + 4 * len(lengths) + ENTRY_OVERHEAD
         if (self._firsts and first != self._end) or cost > CHANNEL_BYTES:
             self.clear()  # never a gap; an oversized batch is read from disk
