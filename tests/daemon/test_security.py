@@ -11,7 +11,6 @@ loose token file refuses to start; the token never leaks to argv or the log; DNS
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import socket
@@ -25,7 +24,6 @@ import pytest
 from daemonkit import DaemonProcess, StartDaemon, TestEnv, http_tcp, http_unix
 
 NOBODY = 65534
-HAVE_LOCAL_STORE = importlib.util.find_spec("chanctl.daemon.store.local.engine") is not None
 
 _CONNECT = """
 import errno, socket, sys
@@ -142,7 +140,6 @@ class TestS2DataDir:
         start_daemon()
         assert _mode(tenv.data_dir) == 0o700
 
-    @pytest.mark.skipif(not HAVE_LOCAL_STORE, reason="the local storage engine is not built yet")
     def test_local_store_files_private_under_umask_000(
         self, tenv: TestEnv, start_daemon: StartDaemon
     ) -> None:

@@ -277,8 +277,7 @@ def test_steering_box_and_stop_button(
     page: Any, web: WebDaemon, client: chanctl.Client, shots: Path
 ) -> None:
     client.publish("job", json.dumps({"argv": ["sleep", "1000"], "pid": 1}), type="start")
-    if not _attach_producer(web, "job"):
-        pytest.skip("this daemon has no producer registry yet (steering issue)")
+    assert _attach_producer(web, "job"), "the daemon must accept a producer registration"
     _open(page, web, "job")
     _badge(page, "live")
     stop = page.locator("#stop")
@@ -297,7 +296,8 @@ def test_steering_box_and_stop_button(
     wait_for(lambda: len(_control_lane(web, "job")) == 2, 5, "the typed message")
     sent = _control_lane(web, "job")
     assert [(m["type"], m["data"]) for m in sent] == [("steer", "stop"), ("steer", "pause")]
-    assert page.input_value("#steer-text") == ""
+    # The box is cleared once the page has the daemon's answer, a moment after the append.
+    wait_for(lambda: page.input_value("#steer-text") == "", 5, "the steering box to clear")
     history = page.locator("#steer-history li")
     page.wait_for_function("() => document.querySelectorAll('#steer-history li').length === 2")
     assert history.all_inner_texts() == [
@@ -344,8 +344,7 @@ def test_run_stopped_from_the_page(page: Any, web: WebDaemon, tenv: TestEnv, sho
         capture_output=True,
         timeout=30,
     )
-    if probe.returncode != 0:
-        pytest.skip("`chanctl run` is not there yet (steering issue)")
+    assert probe.returncode == 0, probe.stderr
     script = "i=0; while :; do echo tick $i; i=$((i+1)); sleep 0.05; done"
     run = subprocess.Popen(
         [sys.executable, "-m", "chanctl.cli", "run", "wf-42", "--quiet", "--", "sh", "-c", script],
