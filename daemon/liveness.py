@@ -10,24 +10,24 @@ Each attach of a new run hands out the next *epoch* for the channel's run produc
 (``chanctl.protocol.RUN_PRODUCER_ID``). The wrapper appends with that Producer-Epoch, so the
 Durable Streams producer rules fence an older wrapper the moment the new one writes (403), and
 its heartbeats are refused too (409 ``fenced``). Epochs must never go backwards, so the registry
-is persisted (one small JSON file, rewritten atomically on attach and detach, never on
-heartbeats) and an attach also takes the store's own producer epoch into account.
+is persisted in a side table (``daemon/sidetables.py``) and an attach also takes the store's own
+producer epoch into account. On the local engines the table is one small JSON file, rewritten on
+attach and detach, never on heartbeats. On NATS it is shared by every daemon of the namespace,
+and heartbeats are written too: a daemon counts a producer as seen when it last heard of it,
+directly or through the table, so no clocks are compared across machines.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
 import logging
-import os
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
+
+from .sidetables import Doc, SideTable
 
 log = logging.getLogger("chanctl.daemon.liveness")
 
-FILE_NAME = "producers.json"
 MIN_TTL_S, MAX_TTL_S = 0.5, 3600.0
 
 
@@ -101,29 +101,29 @@ class Attachment:
 
 
 class Registry:
-    """Every channel's run producer, in memory, persisted on attach and detach."""
+    """Every channel's run producer, in memory, written through to a side table."""
 
-    def __init__(self, path: Path | None) -> None:
-        self.path = path
+    def __init__(self, table: SideTable) -> None:
+        self.table = table
         self._entries: dict[str, Attachment] = {}
-        self._lock = asyncio.Lock()
+        table.on_change = self._changed
 
     def load(self) -> None:
-        """Read the file; a producer attached before a restart gets a fresh ``ttl`` to show up
-        again, then counts as lost. A damaged file is set aside (epochs then restart from the
-        store's producer state, which is enough to keep them increasing)."""
-        if self.path is None:
-            return
-        try:
-            doc = json.loads(self.path.read_text(encoding="utf-8"))
-            entries = {name: Attachment(**value) for name, value in doc.items()}
-        except FileNotFoundError:
-            return
-        except (OSError, ValueError, TypeError, AttributeError) as exc:
-            log.error("setting aside unreadable %s: %s", self.path, exc)
-            self.path.replace(self.path.with_suffix(f".corrupt-{int(time.time())}"))
-            return
-        self._entries = entries
+        """Take the table's entries; a producer attached before a restart gets a fresh ``ttl``
+        to show up again, then counts as lost. An unreadable entry is skipped (its epochs then
+        restart from the store's producer state, which is enough to keep them increasing)."""
+        for name, doc in self.table.snapshot().items():
+            entry = _from_doc(name, doc)
+            if entry is not None:
+                self._entries[name] = entry
+
+    def _changed(self, name: str, doc: Doc | None) -> None:
+        """Another daemon attached, heartbeat or detached a run (shared tables only)."""
+        entry = None if doc is None else _from_doc(name, doc)
+        if entry is None:
+            self._entries.pop(name, None)
+        else:
+            self._entries[name] = entry  # last_seen: now, when we heard of it
 
     def describe(self, name: str) -> dict[str, Any] | None:
         entry = self._entries.get(name)
@@ -133,22 +133,28 @@ class Registry:
         """Attach a new run (raises Busy) or record a heartbeat (raises Fenced)."""
         now = time.monotonic()
         current = self._entries.get(name)
-        if claim.epoch is not None:
-            return self._heartbeat(current, claim, now)
-        if current is not None and current.run_id == claim.run_id:
-            return self._heartbeat(current, claim, now)  # an attach retried after a restart
+        if claim.epoch is not None or (current is not None and current.run_id == claim.run_id):
+            # a heartbeat, or an attach retried after a restart
+            doc = self._heartbeat(name, current, claim, now)
+            if self.table.shared:  # other daemons learn that the run is alive
+                await self._persist(name)
+            return doc
         if current is not None and current.alive(now) and not claim.takeover:
             raise Busy(current.describe(now))
         epoch = max(current.epoch if current else 0, store_epoch) + 1
         entry = Attachment(claim.run_id, epoch, claim.pid, claim.host, time.time(), claim.ttl)
         self._entries[name] = entry
-        await self._persist()
+        await self._persist(name)
         return entry.describe(now)
 
-    def _heartbeat(self, current: Attachment | None, claim: Claim, now: float) -> dict[str, Any]:
+    def _heartbeat(
+        self, name: str, current: Attachment | None, claim: Claim, now: float
+    ) -> dict[str, Any]:
         if current is None and claim.epoch is not None:
             # The registry forgot the run (file lost): trust the epoch it was given.
             current = Attachment(claim.run_id, claim.epoch, claim.pid, claim.host, time.time(), 0)
+            if self.table.shared:
+                self._entries[name] = current
         if current is None or current.run_id != claim.run_id or current.state != "attached":
             raise Fenced(f"run {claim.run_id!r} is no longer this channel's producer")
         current.last_seen, current.ttl, current.pid = now, claim.ttl, claim.pid
@@ -159,37 +165,24 @@ class Registry:
         if current is None or current.run_id != run_id:
             raise Fenced(f"run {run_id!r} is not this channel's producer")
         current.state, current.exit_status, current.ended = "exited", exit_status, time.time()
-        await self._persist()
+        await self._persist(name)
 
     async def drop(self, name: str) -> None:
         """Forget a deleted channel's producer."""
         if self._entries.pop(name, None) is not None:
-            await self._persist()
+            await self.table.delete(name)
 
-    async def _persist(self) -> None:
-        if self.path is None:
-            return
-        async with self._lock:  # snapshot inside the lock: a later write never loses to an older
-            doc = {
-                name: {k: v for k, v in asdict(entry).items() if k != "last_seen"}
-                for name, entry in self._entries.items()
-            }
-            text = json.dumps(doc, separators=(",", ":"))
-            await asyncio.get_running_loop().run_in_executor(None, _write_atomic, self.path, text)
+    async def _persist(self, name: str) -> None:
+        entry = self._entries.get(name)
+        if entry is None:
+            await self.table.delete(name)
+        else:
+            await self.table.put(name, {k: v for k, v in asdict(entry).items() if k != "last_seen"})
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    """tmp, fsync, rename, fsync(dir): the file is always either the old or the new version."""
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+def _from_doc(name: str, doc: Doc) -> Attachment | None:
     try:
-        os.write(fd, text.encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+        return Attachment(**{k: v for k, v in doc.items() if k != "last_seen"})
+    except (TypeError, ValueError) as exc:
+        log.error("ignoring unreadable producer entry of %r: %s", name, exc)
+        return None

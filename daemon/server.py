@@ -25,6 +25,7 @@ import os
 import signal
 import socket
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,7 +48,10 @@ from .options import is_loopback
 from .retention import as_json
 from .security import AccessPolicy, check_listen_policy, load_or_create_token
 from .service import StreamService
+from .sidetables import SideTables, local_tables
 from .store.base import ChannelStore
+
+Stop = Callable[[], Awaitable[None]]
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +177,28 @@ def make_store(settings: Settings) -> ChannelStore:
     return LocalStore(settings)
 
 
+async def open_side_tables(settings: Settings, store: ChannelStore) -> tuple[SideTables, Stop]:
+    """Where cursors and run producers live, by store kind: on NATS a KV bucket every daemon of
+    the namespace shares; otherwise the data directory's files. Returns the tables and what
+    stops them (before the store)."""
+    if settings.store == "nats":
+        from .store.nats import NatsStore
+
+        assert isinstance(store, NatsStore)
+        cursors, producers = kv = await store.side_tables()
+
+        async def stop() -> None:
+            for table in kv:
+                await table.stop()
+
+        return SideTables(cursors, producers), stop
+
+    async def nothing() -> None:
+        pass
+
+    return local_tables(settings.data_dir), nothing
+
+
 async def _serve(settings: Settings, claim: Claim) -> int:
     # Imported here, not at the top, so that the claim/lock code above stays importable (and
     # testable) without the HTTP layer.
@@ -183,6 +209,7 @@ async def _serve(settings: Settings, claim: Claim) -> int:
     stop = _install_signal_handlers()
     store = make_store(settings)
     await store.start()
+    stop_tables: Stop | None = None
     lifecycle = Lifecycle()
     loopback = settings.listen is not None and is_loopback(settings.listen[0])
     policy = AccessPolicy(None if settings.no_auth else claim.token, loopback_bind=loopback)
@@ -190,9 +217,10 @@ async def _serve(settings: Settings, claim: Claim) -> int:
     try:
         # The app starts and stops the service itself (on_startup / on_cleanup).
         service = StreamService(store, settings)
+        tables, stop_tables = await open_side_tables(settings, store)
         # One middleware for both: every request pays for each layer it passes.
         middlewares = (lifecycle.middleware(admit=policy.admitter()),)
-        app = build_app(service, settings, middlewares=middlewares)
+        app = build_app(service, settings, middlewares=middlewares, tables=tables)
         web_tcp = OnDemandTcp(settings, claim, policy, lifecycle)  # `chanctl web` opens TCP
         setup_web(app, policy, web_tcp)  # the /ui/ pages and POST /v1/web
         runner = _make_runner(app, settings)
@@ -207,7 +235,7 @@ async def _serve(settings: Settings, claim: Claim) -> int:
         log.info("received %s: shutting down", signal.Signals(signum).name)
         await _stop_accepting(settings, runner, lifecycle)
     finally:
-        await _stop_all(store, runner)
+        await _stop_all(store, runner, stop_tables)
     return 0
 
 
@@ -275,8 +303,10 @@ async def _stop_accepting(settings: Settings, runner: web.AppRunner, life: Lifec
         log.warning("%d request(s) still running after the grace period; stopping anyway", left)
 
 
-async def _stop_all(store: ChannelStore, runner: web.AppRunner | None) -> None:
-    """The app first, then the store.
+async def _stop_all(
+    store: ChannelStore, runner: web.AppRunner | None, stop_tables: Stop | None = None
+) -> None:
+    """The app first, then the side tables, then the store.
 
     ``runner.cleanup`` runs the app's shutdown hooks (live readers get a clean end of stream),
     waits for the remaining handlers and stops the service; only then is the store stopped,
@@ -286,4 +316,8 @@ async def _stop_all(store: ChannelStore, runner: web.AppRunner | None) -> None:
         if runner is not None:
             await runner.cleanup()
     finally:
-        await store.stop()
+        try:
+            if stop_tables is not None:
+                await stop_tables()
+        finally:
+            await store.stop()

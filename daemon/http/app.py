@@ -51,6 +51,7 @@ from chanctl.protocol import (
 
 from ..config import Settings
 from ..service import StreamService
+from ..sidetables import SideTables, local_tables
 from .cursors import setup_cursors
 from .errors import error_envelope
 from .live import LiveReads
@@ -78,19 +79,23 @@ def build_app(
     middlewares: Sequence[Middleware] = (),
     *,
     cors_origins: Iterable[str] = (),
+    tables: SideTables | None = None,
 ) -> web.Application:
     """The aiohttp application serving ``service``.
 
     ``cors_origins`` lists the browser origins allowed to read responses cross-origin (``*``
     for any). The default is none: a loopback daemon must not hand its streams to whatever web
-    page the user happens to have open.
+    page the user happens to have open. ``tables`` keep cursors and run producers; the default
+    is the files of ``settings.data_dir`` (the daemon passes shared ones on NATS).
     """
+    if tables is None:
+        tables = local_tables(settings.data_dir)
     app = web.Application(middlewares=[error_envelope, *middlewares])
     streams = StreamHandlers(service, settings)
     # [\s\S]: unlike ".", also matches a (percent-encoded) newline, so such a name reaches
     # name validation and gets its 400 instead of falling through to "no route" (404).
     route = STREAM_PREFIX + "{name:[\\s\\S]*}"
-    steering = setup_steering(app, service, streams, preflight)
+    steering = setup_steering(app, service, streams, preflight, tables.producers)
     app.router.add_route("PUT", route, streams.put)
     app.router.add_route("POST", route, streams.post)
     app.router.add_route("GET", route, streams.get)
@@ -100,7 +105,7 @@ def build_app(
     info = _Info(service, streams.live)
     app.router.add_route("GET", "/v1/health", info.health)
     app.router.add_route("GET", "/v1/channels", info.channels)
-    setup_cursors(app, settings.data_dir)  # named read positions, owned by the client side
+    setup_cursors(app, tables.cursors)  # named read positions, owned by the client side
     app.on_response_prepare.append(_browser_headers(frozenset(cors_origins)))
     _tie_lifecycle(app, service, streams)
     return app

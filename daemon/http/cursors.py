@@ -2,9 +2,10 @@
 
 A cursor is a tiny mutable value (channel, name) -> offset. It is kept out of the channel log on
 purpose: stored as messages in a channel of its own it would grow with every save, show up in
-`chanctl ls`, and cost two round trips to read. Here it is one JSON file in the data directory,
-rewritten atomically (tmp, fsync, rename, fsync dir). Saves that arrive while a write is running
-are coalesced into the next write, so many tails saving twice a second cost one fsync each round.
+`chanctl ls`, and cost two round trips to read. It lives in a side table (daemon/sidetables.py):
+on the local engines one JSON file in the data directory, rewritten atomically with saves that
+arrive during a write coalesced into the next one (many tails saving twice a second cost one
+fsync each round); on NATS a KV bucket shared by every daemon of the namespace.
 
 Routes (clients build them with ``chanctl.protocol.cursor_path``):
 
@@ -14,102 +15,63 @@ Routes (clients build them with ``chanctl.protocol.cursor_path``):
 * ``GET    /v1/cursors/{channel}`` -> 200 ``{"channel", "cursors": [{"name", "offset", ...}]}``
 * any of these with ``&lane=control``: the cursors of the channel's control lane (steering.py)
 
-Wire-up: ``setup_cursors(app, settings.data_dir)`` once while building the application; the
+Wire-up: ``setup_cursors(app, tables.cursors)`` once while building the application; the
 channel DELETE handler may call ``app[CURSORS].drop_channel(name)`` to forget its cursors.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
-import os
 import time
-from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from chanctl import protocol as p
 
-FILE_NAME = "cursors.json"
+from ..sidetables import SideTable
 
 
 class CursorBook:
-    """All cursors of one daemon, in memory, persisted to one file with group commit."""
+    """All cursors, one side-table document per channel: ``{cursor name: {offset, updated}}``.
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._data: dict[str, dict[str, dict[str, Any]]] = {}
-        self._version = 0
-        self._written = 0
-        self._lock = asyncio.Lock()
+    The table is the data directory's ``cursors.json`` on the local engines, and shared by every
+    daemon of the namespace on NATS (``daemon/sidetables.py``).
+    """
 
-    def load(self) -> None:
-        """Read the file if it exists; a damaged file is set aside, never fatal."""
-        try:
-            doc = json.loads(self.path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return
-        except (OSError, ValueError):
-            self.path.replace(self.path.with_suffix(f".corrupt-{int(time.time())}"))
-            return
-        if isinstance(doc, dict):
-            self._data = {c: v for c, v in doc.items() if isinstance(v, dict)}
+    def __init__(self, table: SideTable) -> None:
+        self.table = table
 
     def get(self, channel: str, name: str) -> dict[str, Any] | None:
-        return self._data.get(channel, {}).get(name)
+        entry = (self.table.get(channel) or {}).get(name)
+        return entry if isinstance(entry, dict) else None
 
     def list(self, channel: str) -> list[dict[str, Any]]:
-        return [{"name": n, **v} for n, v in sorted(self._data.get(channel, {}).items())]
+        doc = self.table.get(channel) or {}
+        return [{"name": n, **v} for n, v in sorted(doc.items()) if isinstance(v, dict)]
 
     async def set(self, channel: str, name: str, offset: str) -> None:
-        self._data.setdefault(channel, {})[name] = {"offset": offset, "updated": time.time()}
-        await self._persist()
+        doc = dict(self.table.get(channel) or {})
+        doc[name] = {"offset": offset, "updated": time.time()}
+        await self.table.put(channel, doc)
 
     async def delete(self, channel: str, name: str) -> bool:
-        found = self._data.get(channel, {}).pop(name, None) is not None
-        if found:
-            await self._persist()
-        return found
+        doc = dict(self.table.get(channel) or {})
+        if doc.pop(name, None) is None:
+            return False
+        await (self.table.put(channel, doc) if doc else self.table.delete(channel))
+        return True
 
     async def drop_channel(self, channel: str) -> None:
-        if self._data.pop(channel, None) is not None:
-            await self._persist()
-
-    async def _persist(self) -> None:
-        """Return once a write that includes every change made so far is on disk."""
-        self._version += 1
-        wanted = self._version
-        async with self._lock:
-            if self._written >= wanted:
-                return  # a write started after our change already covered it
-            version, text = self._version, json.dumps(self._data, separators=(",", ":"))
-            await asyncio.get_running_loop().run_in_executor(None, self._write, text)
-            self._written = version
-
-    def _write(self, text: str) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-        try:
-            os.write(fd, text.encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, self.path)
-        dir_fd = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        if self.table.get(channel) is not None:
+            await self.table.delete(channel)
 
 
 CURSORS = web.AppKey("chanctl_cursors", CursorBook)
 
 
-def setup_cursors(app: web.Application, data_dir: Path) -> CursorBook:
-    """Register the cursor routes on ``app`` and load the cursor file."""
-    book = CursorBook(data_dir / FILE_NAME)
-    book.load()
+def setup_cursors(app: web.Application, table: SideTable) -> CursorBook:
+    """Register the cursor routes on ``app``, keeping the cursors in ``table``."""
+    book = CursorBook(table)
     app[CURSORS] = book
     route = p.CURSORS_PREFIX + "{channel:.+}"
     app.router.add_get(route, handle_get, allow_head=False)

@@ -24,9 +24,10 @@ from aiohttp import web
 from chanctl import protocol as p
 
 from ..errors import BadRequest, NotFound
-from ..liveness import FILE_NAME, Busy, Claim, Fenced, Registry
+from ..liveness import Busy, Claim, Fenced, Registry
 from ..model import CreateRequest
 from ..service import StreamService
+from ..sidetables import SideTable
 from . import parse
 from .cursors import CURSORS
 from .streams import StreamHandlers
@@ -148,11 +149,15 @@ def _on_control_lane(handler: Handler) -> Handler:
 
 
 def setup_steering(
-    app: web.Application, service: StreamService, streams: StreamHandlers, preflight: Handler
+    app: web.Application,
+    service: StreamService,
+    streams: StreamHandlers,
+    preflight: Handler,
+    producers: SideTable,
 ) -> Steering:
-    """Register the control lane and producer routes; returns the object whose ``deleting``
-    wraps the output lane's DELETE handler."""
-    registry = Registry(service.settings.data_dir / FILE_NAME)
+    """Register the control lane and producer routes, keeping producers in the ``producers``
+    side table; returns the object whose ``deleting`` wraps the output lane's DELETE handler."""
+    registry = Registry(producers)
     registry.load()
     app[REGISTRY] = registry
     steering = Steering(service, streams, registry)

@@ -5,15 +5,22 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import stat
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import natskit
 import pytest
 from daemonkit import DaemonProcess, Reply, StartDaemon, TestEnv, http_unix, wait_for
+
+sys.path.insert(0, str(Path(__file__).parent.parent / "cli"))
+
+from clikit import Chanctl, read_all, read_until  # noqa: E402
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("nats") is None or natskit.binary() is None,
@@ -75,6 +82,59 @@ def test_two_daemons_share_channels_and_offsets(
     assert got and got[0].status == 200 and got[0].body == b"!"
     assert http_unix(sock_b, "DELETE", "/v1/stream/other").status == 204
     wait_for(lambda: _names(sock_a) == ["jobs/one"], 5, "A to see B's delete")
+
+
+def test_a_run_through_a_is_tailed_and_stopped_through_b(
+    start_daemon: StartDaemon, tenv: TestEnv, nats_node: natskit.NatsNode
+) -> None:
+    """Issue 6: the job, its output, its steering, its producer state and the cursors are the
+    same whichever daemon of the cluster a client talks to."""
+    tenv.runtime_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    sock_a, _ = _start(start_daemon, tenv, nats_node.url, "ra")
+    sock_b, _ = _start(start_daemon, tenv, nats_node.url, "rb")
+    ch = Chanctl(tenv)
+    via_a, via_b = ({"CHANCTL_URL": f"unix://{s}"} for s in (sock_a, sock_b))
+    script = tenv.root / "ticks.sh"
+    script.write_text('#!/bin/sh\ni=0\nwhile :; do echo "tick $i"; i=$((i+1)); sleep 0.05; done\n')
+    script.chmod(stat.S_IRWXU)
+    out = tenv.root / "run-ticker.out"
+    with open(out, "wb") as so:  # --heartbeat: a short ttl, so B must see every heartbeat
+        run = ch.popen(
+            "run", "ticker", "-q", "--heartbeat", "0.3s", "--", str(script), env=via_a, stdout=so
+        )
+    try:
+        tail = ch.popen("tail", "ticker", env=via_b)
+        read_until(tail.stdout, b"tick 3\n")  # live, through B, of a job run through A
+
+        def producer_on_b() -> dict[str, Any]:
+            doc = json.loads(ch.ok("info", "ticker", "--json", env=via_b).out)
+            return doc.get("producer") or {}
+
+        wait_for(lambda: producer_on_b().get("state") == "attached", 10, "B to see the run")
+        deadline = time.monotonic() + 2.0  # several ttls: B hears of A's heartbeats
+        while time.monotonic() < deadline:
+            assert producer_on_b().get("state") == "attached"
+        assert ch("send", "ticker", "stop", "--wait", env=via_b).code == 0
+        assert run.wait(30) == 143, "stopped through B"
+        read_all(tail.stdout)
+        assert tail.wait(20) == 0, "tail through B ends when the run closes the channel"
+        wait_for(lambda: producer_on_b().get("state") == "exited", 10, "B to see the exit")
+        assert producer_on_b()["exit_status"] == 143
+        assert "exited" in ch.ok("info", "ticker", env=via_b).text
+
+        def names(env: dict[str, str]) -> list[str]:
+            return sorted(i["name"] for i in json.loads(ch.ok("ls", "--json", env=env).out))
+
+        assert "ticker" in names(via_a)
+        assert names(via_a) == names(via_b)
+        # A cursor advanced through A is where a tail through B resumes.
+        seen = ch.ok("tail", "ticker", "--cursor", "mine", env=via_a).text
+        assert '"cmd":"stop"' in seen, seen  # the last lines: the run's answer to the stop
+        assert ch.ok("tail", "ticker", "--cursor", "mine", env=via_b).text == ""
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait(10)
 
 
 def test_nats_down_is_503_and_back_again(

@@ -6,6 +6,8 @@ Mapping (the README's "NATS JetStream backend" section says the same for users):
   (a fresh stream per incarnation, so a deleted and re-created name never mixes records);
 * catalog -> KV bucket ``<ns>_chanctl``: ``c.<hex name>`` -> stream + meta.json (config,
   soft-deleted flag, fork references); ``k.<stream>`` -> producer checkpoint;
+* cursors and run producers -> KV bucket ``<ns>_chanctl_side`` (``sidetable.py``), so every
+  daemon sees the same read positions and the same producer liveness;
 * append batches -> records: one JetStream message carries one or more whole batches, its
   state in a JSON header (``records.py``), published with ``Nats-Expected-Last-Sequence`` and a
   unique ``Nats-Msg-Id``;

@@ -38,6 +38,7 @@ from .opener import catch_up, new_state, open_chan, peek_summary, where_of
 from .reader import collect, to_messages, to_raw
 from .retention import NO_RETENTION, trim
 from .shared import Shared
+from .sidetable import KvTable, open_tables
 from .tail import follow
 from .writer import kick
 
@@ -360,6 +361,14 @@ class NatsStore:
             await cat.save_checkpoint(chan.where.stream, seq, producers)
         except Exception as exc:  # best effort: the next one covers it, and replay is exact
             log.warning("channel %r: producer checkpoint failed: %s", name, exc)
+
+    async def side_tables(self) -> list[KvTable]:
+        """The namespace's cursor and producer tables (``sidetable.py``), started; the caller
+        stops them before it stops the store."""
+        if self._nc is None:
+            raise StorageFailed("the NATS store is not started")
+        js = self._nc.jetstream(timeout=self.ns.request_timeout_s)
+        return await open_tables(js, self.ns.namespace, self.ns.replicas)
 
     def _ready(self) -> tuple[Catalog, Shared]:
         if self._catalog is None or self._sh is None:
