@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 COLUMNS = 3
+LOG_SPAN = 30.0  # medians further apart than this get a log axis
 COLORS = {"chanctl": "#1f4e79", "redis": "#c0392b", "nats": "#27ae60"}
 
 
@@ -56,35 +57,59 @@ def _title(doc: dict[str, Any]) -> str:
 
 
 def _panel(ax: Any, row: dict[str, Any], systems: list[dict[str, Any]]) -> None:
-    """One figure: a horizontal bar per system, labelled with its median."""
-    labels, medians, lows, highs, styles = [], [], [], [], []
-    for system in systems:
-        c = row["cells"].get(system["key"])
-        labels.append(system["heading"])
-        medians.append(c["median"] if c else 0.0)
-        lows.append(c["median"] - c["low"] if c else 0.0)
-        highs.append(c["high"] - c["median"] if c else 0.0)
-        styles.append((system, c is not None))
-    ypos = list(range(len(labels)))[::-1]
-    for y, median, (system, ran) in zip(ypos, medians, styles, strict=True):
-        if ran:
-            ax.barh(y, median, **_bar_style(system))
-    ax.errorbar(medians, ypos, xerr=[lows, highs], fmt="none", ecolor="#333333", capsize=2, lw=0.8)
-    _label_bars(ax, ypos, medians, styles)
-    ax.set_yticks(ypos, labels, fontsize=8)
-    ax.set_title(f"{row['label'].strip()}\n{_subtitle(row)}", fontsize=9, loc="left")
+    """One figure: a horizontal bar per system at its median, a min-max whisker, the median
+    written past the whisker. A log scale when the medians span more than LOG_SPAN, or the
+    small bars (often chanctl's) would be invisible next to a peer that fell far behind."""
+    ypos = list(range(len(systems)))[::-1]
+    bars = [(y, s, row["cells"].get(s["key"])) for y, s in zip(ypos, systems, strict=True)]
+    ran = [(y, s, c) for y, s, c in bars if c is not None]
+    log = _wants_log([c["median"] for _y, _s, c in ran])
+    for y, system, c in ran:
+        ax.barh(y, c["median"], **_bar_style(system))
+        whisker = [[c["median"] - c["low"]], [c["high"] - c["median"]]]
+        ax.errorbar([c["median"]], [y], xerr=whisker, fmt="none", ecolor="#333", capsize=2, lw=0.8)
+    left, right = _limits([c for _y, _s, c in ran], log)
+    if log:
+        ax.set_xscale("log")
+    ax.set_xlim(left, right)
+    for y, _system, c in bars:
+        ax.text(*_label_at(c, left, right, log), y, _fmt(c["median"]) if c else "n/a",
+                va="center", fontsize=7)  # fmt: skip
+    ax.set_yticks(ypos, [s["heading"] for s in systems], fontsize=8)
+    ax.set_title(f"{row['label'].strip()}\n{_subtitle(row, log)}", fontsize=9, loc="left")
     ax.tick_params(axis="x", labelsize=7)
     ax.xaxis.set_major_formatter(lambda value, _pos: _short(value))
-    ax.set_xlim(0, max(m + h for m, h in zip(medians, highs, strict=True)) * 1.35 or 1)
     ax.grid(axis="x", alpha=0.3)
 
 
-def _subtitle(row: dict[str, Any]) -> str:
-    """Unit, direction, and chanctl's ratio to the best durable peer where there is one."""
-    better = "higher is better" if row["higher_is_better"] else "lower is better"
-    text = f"{row['unit']}, {better}"
+def _wants_log(medians: list[float]) -> bool:
+    positive = [m for m in medians if m > 0]
+    return len(positive) > 1 and max(positive) / min(positive) > LOG_SPAN
+
+
+def _limits(cells: list[dict[str, Any]], log: bool) -> tuple[float, float]:
+    """The x range: room past the longest whisker for its label."""
+    highs = [c["high"] for c in cells] or [1.0]
+    if log:
+        lows = [c["low"] for c in cells if c["low"] > 0] or [1.0]
+        return min(lows) / 3, max(highs) * 8
+    return 0.0, max(highs) * 1.35 or 1.0
+
+
+def _label_at(cell: dict[str, Any] | None, left: float, right: float, log: bool) -> tuple[float]:
+    """Where a bar's label starts: just past its whisker (at the axis start for "n/a")."""
+    if cell is None:
+        return (left * 1.1 if log else right * 0.01,)
+    return (cell["high"] * 1.15 if log else cell["high"] + right * 0.015,)
+
+
+def _subtitle(row: dict[str, Any], log: bool) -> str:
+    """Unit, direction, and chanctl's ratio to the best durable peer where there is one (kept
+    under ~70 characters: a panel is a third of the figure wide)."""
+    better = "higher" if row["higher_is_better"] else "lower"
+    text = f"{row['unit']}{' (log)' if log else ''}, {better} is better"
     if row.get("ratio") is not None and row.get("best_peer"):
-        text += f"; chanctl {row['ratio']:.2f}x best durable peer ({row['verdict']})"
+        text += f"; chanctl {row['ratio']:.2f}x best durable peer: {row['verdict']}"
     return text
 
 
@@ -95,14 +120,6 @@ def _bar_style(system: dict[str, Any]) -> dict[str, Any]:
     if system["durable"]:
         return {"color": color, "alpha": 0.85}
     return {"color": "white", "edgecolor": color, "hatch": "///", "alpha": 0.9}
-
-
-def _label_bars(ax: Any, ypos: list[int], medians: list[float], styles: list[Any]) -> None:
-    """The median as text at the end of each bar ("n/a" where the system has no figure)."""
-    top = max(medians) if medians else 0.0
-    for y, median, (_system, ran) in zip(ypos, medians, styles, strict=True):
-        text = _fmt(median) if ran else "n/a"
-        ax.text(median + top * 0.02, y, text, va="center", fontsize=7)
 
 
 def _short(value: float) -> str:

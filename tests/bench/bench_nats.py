@@ -173,7 +173,7 @@ async def stream(run: Run) -> Result:
         result.count("async publishes stored", acked, await stored(server.port))
         if acked < sizes.stream_messages:
             result.notes.append(
-                f"nats {'always' if run.durable else 'default'} stream: "
+                f"NATS {'always' if run.durable else 'default'} stream: "
                 f"{acked:,} messages in {sizes.stream_seconds:g}s"
             )
     return result

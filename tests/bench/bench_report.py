@@ -155,7 +155,7 @@ def fmt(value: float | None) -> str:
 def short(value: float) -> str:
     """Three significant digits with a k/M suffix: the compact form for min-max ranges."""
     for scale, suffix in ((1e6, "M"), (1e3, "k")):
-        if abs(value) >= scale:
+        if abs(value) >= scale * 0.9995:  # 999.6 reads as 1k, not 1e+03
             return f"{value / scale:.3g}{suffix}"
     return f"{value:.3g}"
 

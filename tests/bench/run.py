@@ -86,6 +86,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--profile", metavar="DIR", type=Path, help="run the daemon under py-spy; stacks in DIR"
     )
+    p.add_argument(
+        "--from-json",
+        metavar="FILE",
+        type=Path,
+        help="run nothing: print the report of a saved run again (and redraw with --png)",
+    )
     args = p.parse_args(argv)
     args.repeat = args.repeat or (1 if args.smoke else 3)
     if not 1 <= args.repeat <= 20:
@@ -226,8 +232,7 @@ def _load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def header(info: dict[str, Any], sizes: Sizes, args: argparse.Namespace) -> str:
-    when = datetime.datetime.now().isoformat(timespec="seconds")
+def header(info: dict[str, Any], when: str, args: argparse.Namespace) -> str:
     return "\n".join(
         [
             f"chanctl benchmark, {when}{' (--smoke)' if args.smoke else ''}, "
@@ -245,14 +250,18 @@ def header(info: dict[str, Any], sizes: Sizes, args: argparse.Namespace) -> str:
 
 
 def render(
-    results: Collected, lines: list[bench_report.Line], head: str, args: argparse.Namespace
+    results: Collected,
+    lines: list[bench_report.Line],
+    head: str,
+    args: argparse.Namespace,
+    saved_notes: list[str] | None = None,
 ) -> str:
     """The whole printed report: header, the table, CPU use, notes and any profiles."""
     parts = [head, "", bench_report.table(lines, args.system_list)]
     cpu = bench_report.cpu_table(results, args.system_list)
     if cpu:
         parts += ["", "CPU during the timed windows, % of one core (bench client / server):", cpu]
-    parts += ["", "notes:", *(f"- {n}" for n in notes(results))]
+    parts += ["", "notes:", *(f"- {n}" for n in saved_notes or notes(results))]
     if args.profile:
         parts += ["", *profiles(args.profile)]
     return "\n".join(parts)
@@ -275,19 +284,21 @@ def document(
     results: Collected,
     lines: list[bench_report.Line],
     info: dict[str, Any],
+    when: str,
     sizes: Sizes,
     args: argparse.Namespace,
+    saved_notes: list[str] | None = None,
 ) -> dict[str, Any]:
     """Everything the table shows, plus every run's raw values, counts and notes."""
     return {
-        "when": datetime.datetime.now().isoformat(timespec="seconds"),
+        "when": when,
         "smoke": args.smoke,
         "repeat": args.repeat,
-        "machine": {**info, "load_end": _load()},
+        "machine": {"load_end": _load(), **info},
         "sizes": dataclasses.asdict(sizes),
         "systems": [dataclasses.asdict(s) for s in args.system_list],
         "rows": bench_report.as_json(lines),
-        "notes": notes(results),
+        "notes": saved_notes or notes(results),
         "results": {
             key: {w: dataclasses.asdict(r) for w, r in per.items()} for key, per in results.items()
         },
@@ -296,6 +307,8 @@ def document(
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.from_json:
+        return report_again(args)
     sizes = SMOKE if args.smoke else Sizes()
     raise_fd_limit()
     # SIGTERM unwinds like Ctrl-C, so every started server is stopped and its temp dir removed.
@@ -306,7 +319,8 @@ def main(argv: list[str] | None = None) -> int:
         args.profile.mkdir(parents=True, exist_ok=True)
         bench_chanctl.PROFILE_DIR = args.profile.resolve()
     info = machine(args)
-    head = header(info, sizes, args)
+    when = datetime.datetime.now().isoformat(timespec="seconds")
+    head = header(info, when, args)
     try:
         results, failures = asyncio.run(run_all(args, sizes))
     except KeyboardInterrupt:
@@ -314,12 +328,30 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     lines = bench_report.compute(results, bench_report.rows(sizes), args.system_list)
     print(render(results, lines, head, args), flush=True)
-    save(document(results, lines, info, sizes, args), args)
+    save(document(results, lines, info, when, sizes, args), args)
     if failures:
         progress(f"{len(failures)} measurement(s) failed or miscounted:")
         for failure in failures:
             progress(f"  {failure}")
         return 1
+    return 0
+
+
+def report_again(args: argparse.Namespace) -> int:
+    """Print the report of a saved run with this version's formatting, redraw its chart with
+    ``--png``, and rewrite it with ``--json`` (the measurements are kept as they were)."""
+    doc = json.loads(args.from_json.read_text())
+    results = {
+        key: {w: Result(**fields) for w, fields in per.items()}
+        for key, per in doc["results"].items()
+    }
+    sizes = Sizes(**doc["sizes"])
+    args.system_list = [bench_systems.BY_KEY[s["key"]] for s in doc["systems"]]
+    args.smoke, args.repeat = doc["smoke"], doc["repeat"]
+    info = doc["machine"]
+    lines = bench_report.compute(results, bench_report.rows(sizes), args.system_list)
+    print(render(results, lines, header(info, doc["when"], args), args, doc["notes"]))
+    save(document(results, lines, info, doc["when"], sizes, args, doc["notes"]), args)
     return 0
 
 
