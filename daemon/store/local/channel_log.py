@@ -391,6 +391,8 @@ class ChannelLog:
     def forget_files(self) -> None:
         for seg in self.segments:
             self.shared.pool.forget(seg.path)
+        if self.cache is not None:
+            self.cache.clear()  # give its share of the store's budget back
 
 
 def _settle(fut: asyncio.Future[bool], woken: bool) -> None:

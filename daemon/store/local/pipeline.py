@@ -11,8 +11,8 @@ A pipe is held by at most one thread at a time (``scheduled``), so a channel's g
 disk, and their reports the loop, in the order the batches were staged; different channels
 commit in parallel on up to ``threads`` threads, which start on demand and end when idle.
 
-A failed group poisons its pipe: batches pushed behind it are dropped unwritten until the loop,
-having failed them all and rewound its pending state, ``reset``s the pipe.
+A failed group poisons its pipe: batches pushed behind it are dropped unwritten. The loop fails
+them all, rewinds its pending state, and the next append starts with a fresh pipe.
 """
 
 from __future__ import annotations
@@ -90,9 +90,8 @@ class WriterPool:
             self._ready.put(None)
 
     def _next(self) -> Pipe | None:
-        """The next pipe with work, waiting for one; None when this thread should end."""
-        with self.lock:
-            self._idle += 1
+        """The next pipe with work, waiting for one; None when this thread should end. The
+        caller already counted itself idle."""
         try:
             pipe = self._ready.get(timeout=self._idle_exit_s)
         except queue.Empty:
@@ -106,6 +105,8 @@ class WriterPool:
     def _serve(self) -> None:
         """A writer thread: serve a pipe trip after trip while it has work (handing it back to
         the queue when other pipes wait), until no pipe comes for a while."""
+        with self.lock:
+            self._idle += 1
         pipe = self._next()
         while pipe is not None:
             with self.lock:
@@ -116,9 +117,13 @@ class WriterPool:
                     pipe.settle(out)  # queued before anyone else can take the pipe
                 more = bool(pipe.pending) or pipe.want_sync
                 pipe.scheduled = more
+                stay = more and self._ready.empty()
+                # Idle from here on: once the loop has been told, this thread takes the next
+                # pipe, so an append arriving meanwhile needs no new thread.
+                self._idle += not stay
             if out is not None:
                 pipe.notify_loop()
-            if more and self._ready.empty():
+            if stay:
                 continue  # pipelined: straight on with what was pushed during the fsync
             if more:
                 self._ready.put(pipe)  # others are waiting: take turns
