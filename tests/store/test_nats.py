@@ -38,7 +38,7 @@ async def pair(nats_url: str, tmp_path: Path) -> AsyncIterator[tuple[ChannelStor
     await b.stop()
 
 
-async def eventually(check: object, timeout: float = 5.0) -> None:
+async def eventually(check: object, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while not check():  # type: ignore[operator]
         assert time.monotonic() < deadline, "condition never became true"
@@ -56,9 +56,9 @@ async def test_second_daemon_sees_channels_and_offsets(
     assert st is not None and st.durable_seq == 3
     got = await read_all(b, "shared", 0)
     assert [(m.seq, m.data) for m in got] == [(0, b"one"), (1, b"two"), (2, b"three")]
-    waiter = asyncio.create_task(b.wait("shared", 3, timeout=5))  # live: A's next append wakes B
+    waiter = asyncio.create_task(b.wait("shared", 3, timeout=20))  # live: A's next append wakes B
     await a.submit("shared", batch(b"four"))
-    assert await asyncio.wait_for(waiter, 5)
+    assert await asyncio.wait_for(waiter, 20)
     assert [m.data for m in await read_all(b, "shared", 3)] == [b"four"]
     await a.delete("shared")
     await eventually(lambda: "shared" not in b.names())
