@@ -19,6 +19,7 @@ from .. import protocol as p
 from .._core import FLUSH, Flush
 from ..errors import ChanctlError, UsageError
 from ._common import Globals, make_client
+from ._fastargs import scan
 
 
 @dataclass
@@ -125,26 +126,8 @@ _SWITCHES = {
 
 def parse_fast(argv: list[str]) -> PubArgs | None:
     """``pub`` arguments in the forms people type, or None to let Typer handle the rest."""
-    values: dict[str, object] = {"headers": []}
-    positional: list[str] = []
-    it = iter(argv)
-    for arg in it:
-        if arg == "--":
-            positional += list(it)
-            break
-        flag, eq, inline = arg.partition("=")
-        if flag in _FLAGS_WITH_VALUE and (eq or arg == flag):
-            value = inline if eq else next(it, None)
-            if value is None:
-                return None
-            key = _FLAGS_WITH_VALUE[flag]
-            values[key] = [*values[key], value] if key == "headers" else value  # type: ignore[misc]
-        elif arg in _SWITCHES:
-            values[_SWITCHES[arg]] = True
-        elif arg.startswith("-") and arg != "-":
-            return None
-        else:
-            positional.append(arg)
-    if not positional:
+    scanned = scan(argv, _FLAGS_WITH_VALUE, _SWITCHES, frozenset({"headers"}))
+    if scanned is None:
         return None
+    values, positional = scanned
     return PubArgs(name=positional[0], messages=positional[1:], **values)  # type: ignore[arg-type]

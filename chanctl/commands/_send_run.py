@@ -17,6 +17,7 @@ from .. import protocol as p
 from .._core import Flush
 from ..errors import UsageError
 from ._common import Globals, make_client
+from ._fastargs import scan
 from ._pub_run import stdin_lines
 
 
@@ -79,25 +80,8 @@ _SWITCHES = {
 
 def parse_fast(argv: list[str]) -> SendArgs | None:
     """``send`` arguments in the forms people type, or None to let Typer handle the rest."""
-    values: dict[str, object] = {}
-    positional: list[str] = []
-    it = iter(argv)
-    for arg in it:
-        if arg == "--":
-            positional += list(it)
-            break
-        flag, eq, inline = arg.partition("=")
-        if flag in _VALUED and (eq or arg == flag):
-            value = inline if eq else next(it, None)
-            if value is None:
-                return None
-            values[_VALUED[flag]] = value
-        elif arg in _SWITCHES:
-            values[_SWITCHES[arg]] = True
-        elif arg.startswith("-") and arg != "-":
-            return None
-        else:
-            positional.append(arg)
-    if not positional:
+    scanned = scan(argv, _VALUED, _SWITCHES)
+    if scanned is None:
         return None
+    values, positional = scanned
     return SendArgs(positional[0], positional[1:], **values)  # type: ignore[arg-type]
