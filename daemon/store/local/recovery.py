@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 
 from ..base import ProducerState
 from .disk import Disk
@@ -138,6 +139,33 @@ def _replay_tail(
         return tail
     finally:
         disk.close(fd)
+
+
+@dataclass
+class SegmentCheck:
+    """What checking one whole segment found (``check_segment_blocking``)."""
+
+    end_seq: int  # the seq after the last valid record
+    bad_pos: int | None = None  # the first byte that failed, None when the segment is clean
+    reason: str | None = None
+    header_ok: bool = True  # False: no complete STATE prefix (a tail would be removed)
+
+
+def check_segment_blocking(
+    disk: Disk, path: str, base: int, size: int, max_record: int, cap: int
+) -> SegmentCheck:
+    """Verify a whole segment exactly as recovery replays a tail (length bounds, checksums,
+    STATE prefix, field consistency, seq continuity), without changing anything: the checks
+    of ``chanctl fsck``. Opens the file read-only."""
+    tail = TailState(base, path, size, base)
+    scanner = Scanner(lambda off, n: disk.read_range(path, off, n), 0, size, max_record)
+    header_ok = _replay_records(scanner, tail, cap, state_done=False)
+    out = SegmentCheck(tail.end_seq, header_ok=header_ok)
+    if scanner.error is not None:
+        out.bad_pos, out.reason = scanner.pos, scanner.error
+    elif not header_ok:
+        out.bad_pos, out.reason = scanner.pos, "segment has no complete STATE header"
+    return out
 
 
 def _replay_records(scanner: Scanner, tail: TailState, cap: int, state_done: bool) -> bool:
