@@ -12,7 +12,6 @@ Key ``k.<stream>`` holds a producer checkpoint of that stream (see ``checkpoint`
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
@@ -23,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from ..base import ChannelExists, ProducerState
 from ..local.meta import ChannelMeta, encode_dir_name, meta_from_json, meta_to_json
 from .conn import unavailable
+from .kvwatch import KvFollower, open_bucket
 
 if TYPE_CHECKING:
     from nats.js.client import JetStreamContext
@@ -64,7 +64,7 @@ class Catalog:
         self.entries: dict[str, Entry] = {}
         self._names: dict[str, str] = {}  # key -> name (hashed keys cannot be decoded)
         self._kv: KeyValue | None = None
-        self._watch: asyncio.Task[None] | None = None
+        self._watch: KvFollower | None = None
         self.listener: Listener = lambda name, entry: None
 
     @property
@@ -74,38 +74,13 @@ class Catalog:
 
     async def start(self) -> None:
         """Open (or create) the bucket and load every entry before returning."""
-        import nats.js.errors
-
-        try:
-            self._kv = await self.js.create_key_value(
-                bucket=self.bucket, history=1, replicas=self.replicas
-            )
-        except nats.js.errors.BadRequestError:  # exists with other settings: use it as is
-            self._kv = await self.js.key_value(self.bucket)
-        watcher = await self.kv.watch("c.>")
-        ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._watch = asyncio.create_task(self._follow(watcher, ready))
-        await asyncio.wait_for(asyncio.shield(ready), 30)
+        self._kv = await open_bucket(self.js, self.bucket, self.replicas)
+        self._watch = KvFollower(self.kv, "c.>", lambda u: self._apply(u.key, u.value, u.operation))
+        await self._watch.start()
 
     async def stop(self) -> None:
         if self._watch is not None:
-            self._watch.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watch
-
-    async def _follow(self, watcher: Any, ready: asyncio.Future[None]) -> None:
-        try:
-            async for update in watcher:
-                if update is None:
-                    if not ready.done():
-                        ready.set_result(None)
-                    continue
-                self._apply(update.key, update.value, update.operation)
-                if update.delta == 0 and not ready.done():
-                    ready.set_result(None)
-        finally:
-            with contextlib.suppress(Exception):
-                await watcher.stop()
+            await self._watch.stop()
 
     def _apply(self, key: str, value: bytes | None, op: str | None) -> None:
         if op in ("DEL", "PURGE") or not value:

@@ -10,8 +10,6 @@ than what we already have, are recognised by the KV revision and ignored.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
 from typing import TYPE_CHECKING, Any
@@ -19,21 +17,13 @@ from typing import TYPE_CHECKING, Any
 from ...sidetables import ChangeHook, Doc
 from ..local.meta import encode_dir_name
 from .conn import unavailable
+from .kvwatch import KvFollower, open_bucket
 
 if TYPE_CHECKING:
     from nats.js.client import JetStreamContext
     from nats.js.kv import KeyValue
 
 log = logging.getLogger("chanctl.store.nats")
-
-
-async def open_bucket(js: JetStreamContext, bucket: str, replicas: int) -> KeyValue:
-    import nats.js.errors
-
-    try:
-        return await js.create_key_value(bucket=bucket, history=1, replicas=replicas)
-    except nats.js.errors.BadRequestError:  # exists with other settings: use it as is
-        return await js.key_value(bucket)
 
 
 class KvTable:
@@ -46,37 +36,23 @@ class KvTable:
         self._data: dict[str, Doc] = {}
         self._keys: dict[str, str] = {}  # KV key -> table key
         self._rev: dict[str, int] = {}  # KV key -> newest revision known
-        self._watch: asyncio.Task[None] | None = None
+        self._watch: KvFollower | None = None
 
     def _kv_key(self, key: str) -> str:
         return f"{self.prefix}.{encode_dir_name(key)}"
 
     async def start(self) -> None:
         """Load every document, then follow changes until ``stop``."""
-        watcher = await self.kv.watch(f"{self.prefix}.>")
-        ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._watch = asyncio.create_task(self._follow(watcher, ready))
-        await asyncio.wait_for(asyncio.shield(ready), 30)
+        self._watch = KvFollower(
+            self.kv,
+            f"{self.prefix}.>",
+            lambda u: self._apply(u.key, u.value, u.operation, u.revision or 0),
+        )
+        await self._watch.start()
 
     async def stop(self) -> None:
         if self._watch is not None:
-            self._watch.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watch
-
-    async def _follow(self, watcher: Any, ready: asyncio.Future[None]) -> None:
-        try:
-            async for update in watcher:
-                if update is None:
-                    if not ready.done():
-                        ready.set_result(None)
-                    continue
-                self._apply(update.key, update.value, update.operation, update.revision or 0)
-                if update.delta == 0 and not ready.done():
-                    ready.set_result(None)
-        finally:
-            with contextlib.suppress(Exception):
-                await watcher.stop()
+            await self._watch.stop()
 
     def _apply(self, kv_key: str, value: bytes | None, op: str | None, rev: int) -> None:
         if rev <= self._rev.get(kv_key, 0):
