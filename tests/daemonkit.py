@@ -114,7 +114,12 @@ class TestEnv:
         root = Path(tempfile.mkdtemp(prefix="ct", dir="/tmp"))
         for name in ("run", "data", "state", "config"):
             (root / name).mkdir(mode=0o700)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CHANCTL_")}
+        # The CI's own markers (CI, GITHUB_ACTIONS, GITLAB_CI) change what `chanctl run` prints;
+        # tests that want them set them explicitly.
+        ci_vars = ("CI", "GITHUB_ACTIONS", "GITLAB_CI")
+        env = {
+            k: v for k, v in os.environ.items() if not k.startswith("CHANCTL_") and k not in ci_vars
+        }
         env.update(
             XDG_RUNTIME_DIR=str(root / "run"),
             XDG_DATA_HOME=str(root / "data"),

@@ -52,7 +52,8 @@ def run(
     """Run a command; its output goes to the channel, steering from the channel reaches it.
 
     Exits with the command's status (128+N if signal N killed it; 125 if chanctl failed,
-    126/127 if the command cannot run / is not found). Examples:
+    126/127 if the command cannot run / is not found). In CI (CI=true) the echoed output is
+    folded into a GitHub Actions / GitLab CI log group. Examples:
     chanctl run build-42 -- make test; chanctl send build-42 stop --wait
     """
     from .. import timespec

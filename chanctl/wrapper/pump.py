@@ -34,6 +34,9 @@ class Pump(threading.Thread):
             child.stderr: (STDERR, 2 if echo else -1),
         }
         self.done = threading.Event()
+        # Whether the last bytes echoed here left a line unfinished, so that what the wrapper
+        # writes after the job (a CI fold marker) starts on a line of its own.
+        self.line_open = False
 
     def run(self) -> None:
         try:
@@ -62,8 +65,10 @@ class Pump(threading.Thread):
                     self.spool.put(kind, b"")
                     continue
                 data = bytes(buf[:n])
-                if echo >= 0 and not _echo(echo, data):
-                    self.streams[fd] = (kind, -1)
+                if echo >= 0:
+                    self.line_open = not data.endswith(b"\n")
+                    if not _echo(echo, data):
+                        self.streams[fd] = (kind, -1)
                 self.spool.put(kind, data)
                 got += n
             if 0 < got < COALESCE_BYTES:

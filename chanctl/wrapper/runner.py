@@ -31,6 +31,7 @@ from .. import paths
 from .. import protocol as p
 from ..client import Client
 from ..transport import Transport
+from .cilog import LogGroup, in_ci, log_group
 from .control import Steering
 from .job import Job
 from .publisher import Publisher
@@ -90,6 +91,7 @@ class _Run:
         self.spool = Spool(paths.state_dir() / "spool")
         self.publisher = Publisher(make_client(2.0), opts.channel, self.epoch, self.spool)
         self.publisher.close_channel = opts.close
+        self.group: LogGroup | None = None
 
     def start(self) -> Child:
         opts = self.opts
@@ -102,6 +104,7 @@ class _Run:
             "CHANCTL_RUN_ID": self.run_id,
             "CHANCTL_CONTROL_FROM": self.start_offset,  # where `chanctl recv` starts for it
         }
+        self._announce_ci()
         child = spawn(opts.argv, env)
         self.guard = start_guard(child.pid)  # ends the whole group if the wrapper is killed
         self.began = time.monotonic()
@@ -116,6 +119,16 @@ class _Run:
             thread.start()
         return child
 
+    def _announce_ci(self) -> None:
+        """In CI, say where the live log is (the job log is only complete at the end) and
+        fold the job's echoed output into one group."""
+        if self.opts.quiet or not in_ci(os.environ):
+            return
+        warn(f"streaming to channel {self.opts.channel!r}: chanctl tail {self.opts.channel}")
+        self.group = log_group(os.environ, self.opts.channel, self.opts.argv)
+        if self.group is not None:
+            _write_out(self.group.begin())
+
     def _start_data(self, pid: int) -> str:
         doc = {
             "argv": self.opts.argv,
@@ -129,6 +142,8 @@ class _Run:
 
     def finish(self, status: int) -> int:
         self.steering.close()  # from now on steering waits for the next run
+        if self.group is not None:  # the pump is done: nothing of the job's follows
+            _write_out((b"\n" if self.pump.line_open else b"") + self.group.end())
         stop_guard(self.guard)  # the job's group is empty
         code = exit_code(status)
         headers = {"duration_s": f"{time.monotonic() - self.began:.3f}", "run_id": self.run_id}
@@ -157,6 +172,15 @@ class _Run:
             warn(f"the channel is missing output: {error.message if error else 'unknown'}")
             return int(ce.ExitCode.RUN_FAILED)
         return code
+
+
+def _write_out(data: bytes) -> None:
+    """Straight to fd 1, the descriptor the pump echoes the job's stdout to."""
+    sys.stdout.flush()
+    try:
+        os.write(1, data)
+    except OSError:
+        pass  # nobody reads our stdout: the markers are only for a reader
 
 
 def _prepare_lanes(client: Client, channel: str) -> None:
