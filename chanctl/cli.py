@@ -13,7 +13,7 @@ from typing import Annotated, NoReturn
 
 import typer
 
-from . import __version__
+from . import __version__, service_cli
 from .commands import register as register_channel_commands
 from .commands._common import Globals
 from .daemon_cli import daemon_app
@@ -34,6 +34,7 @@ app = typer.Typer(
 )
 app.add_typer(daemon_app, name="daemon")  # start, stop, status (chanctl/daemon_cli.py)
 register_channel_commands(app)  # pub, tail, replay, ls, info, close, rm (chanctl/commands/)
+app.command("doctor")(service_cli.doctor)  # and daemon install, uninstall, logs
 
 
 class _Flags:

@@ -17,9 +17,10 @@ from typing import Annotated, Any
 import typer
 
 daemon_app = typer.Typer(
-    help="Start, stop and inspect the chanctl daemon.",
+    help="Start, stop and inspect the chanctl daemon; install it as a service.",
     no_args_is_help=True,
-    epilog="Examples: chanctl daemon start; chanctl daemon status --json; chanctl daemon stop",
+    epilog="Examples: chanctl daemon start; chanctl daemon status --json; chanctl daemon stop; "
+    "chanctl daemon install; chanctl daemon logs -f",
 )
 
 SocketOpt = Annotated[

@@ -45,3 +45,22 @@ def test_the_shim_protocol_completes_commands(tenv: TestEnv) -> None:
 
 def test_completions_is_hidden_from_help(tenv: TestEnv) -> None:
     assert "completions" not in cli(tenv, "--help").stdout
+
+
+def test_service_commands_complete(tenv: TestEnv) -> None:
+    def complete(words: str, cword: str) -> list[str]:
+        env = {"_CHANCTL_COMPLETE": "complete_bash", "COMP_WORDS": words, "COMP_CWORD": cword}
+        result = cli(tenv, env=env)
+        assert result.returncode == 0, result.stderr
+        return result.stdout.split()
+
+    assert complete("chanctl daemon ", "2") == [
+        "start",
+        "stop",
+        "status",
+        "install",
+        "uninstall",
+        "logs",
+    ]
+    assert complete("chanctl do", "1") == ["doctor"]
+    assert "--no-enable" in complete("chanctl daemon install --no", "3")
