@@ -26,6 +26,6 @@ def register(app: Any) -> None:
     app.command("wait")(wait.wait)
     app.command("run")(run.run)
     app.command("web")(web.web)  # the live web view (daemon/http/web.py)
-    from . import fsck  # offline check of a stopped daemon's data directory
+    from . import fsck  # verify channels: on the running daemon, or a stopped one's files
 
     app.command("fsck")(fsck.fsck)

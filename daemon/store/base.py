@@ -19,6 +19,8 @@ from collections.abc import Awaitable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from chanctl.protocol import FsckProblem, FsckResult, format_offset
+
 
 @dataclass(frozen=True, slots=True)
 class Retention:
@@ -126,6 +128,55 @@ def summary_of(st: ChannelState) -> ChannelSummary:
         last_access=st.last_access,
         corrupt_seq=st.corrupt_seq,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """Where a channel's stored data goes wrong: the first message that cannot be read (None
+    when the problem is not about messages), the file or record and byte, and why."""
+
+    seq: int | None
+    file: str
+    pos: int | None
+    reason: str
+
+
+@dataclass(slots=True)
+class ChannelCheck:
+    """What verifying one channel found (``chanctl fsck``, online or offline). ``segments``
+    counts the engine's storage units (local: segment files; NATS: JetStream messages)."""
+
+    name: str
+    path: str
+    backend: str = "local"
+    segments: int = 0
+    messages: int = 0
+    corrupt: Problem | None = None
+    torn_tail: Problem | None = None  # offline only: what start-up would truncate
+
+    @property
+    def ok(self) -> bool:
+        return self.corrupt is None
+
+    def to_wire(self) -> FsckResult:
+        """As ``chanctl fsck`` prints it (and the daemon sends it)."""
+
+        def wire(pr: Problem | None) -> FsckProblem | None:
+            if pr is None:
+                return None
+            offset = None if pr.seq is None else format_offset(pr.seq)
+            return FsckProblem(offset, pr.file, pr.pos, pr.reason)
+
+        return FsckResult(
+            self.name,
+            self.ok,
+            self.messages,
+            self.segments,
+            wire(self.corrupt),
+            wire(self.torn_tail),
+            self.path,
+            self.backend,
+        )
 
 
 @dataclass(frozen=True)
@@ -294,6 +345,13 @@ class ChannelStore(Protocol):
 
     async def set_fork_refs(self, name: str, refs: int) -> None:
         """Record how many live forks read this channel's history."""
+
+    async def verify(self, name: str) -> ChannelCheck:
+        """Check every retained, durable record of a channel as far as the engine can (``chanctl
+        fsck`` on a running daemon) without blocking the event loop or concurrent appends.
+        Corruption found quarantines the channel exactly as a read reaching it would. Raises
+        ChannelMissing."""
+        ...
 
     async def enforce_retention(
         self, now: float, keep_below: Mapping[str, int] | None = None

@@ -20,12 +20,14 @@ from concurrent.futures import ThreadPoolExecutor
 from ...config import Settings
 from ..base import (
     AppendBatch,
+    ChannelCheck,
     ChannelConfig,
     ChannelExists,
     ChannelMissing,
     ChannelState,
     ChannelSummary,
     Committed,
+    Problem,
     RawReadResult,
     ReadResult,
     Retention,
@@ -36,6 +38,7 @@ from ..base import (
 from .channel_log import ChannelLog
 from .disk import Disk
 from .fdpool import DEFAULT_MAX_FDS, FdPool
+from .fsck import verify_log
 from .layout import (
     ChannelPeek,
     create_blocking,
@@ -311,6 +314,15 @@ class LocalStore:
     async def wait(self, name: str, seq: int, timeout: float) -> bool:
         lg = await self._need(name)
         return await lg.wait(seq, timeout, lambda: self._stopping)
+
+    async def verify(self, name: str) -> ChannelCheck:
+        try:
+            lg = await self._need(name)
+        except StorageFailed as exc:  # could not even be opened: that is what fsck reports
+            out = ChannelCheck(name, os.path.join(self._root, self._dirs.get(name, "")))
+            out.corrupt = Problem(None, META_FILE, None, str(exc))
+            return out
+        return await verify_log(lg)
 
     # -- deletion and metadata ----------------------------------------------------------------
 

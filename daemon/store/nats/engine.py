@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from ...config import NatsSettings, Settings
 from ..base import (
     AppendBatch,
+    ChannelCheck,
     ChannelConfig,
     ChannelExists,
     ChannelMissing,
@@ -40,6 +41,7 @@ from .retention import NO_RETENTION, trim
 from .shared import Shared
 from .sidetable import KvTable, open_tables
 from .tail import follow
+from .verify import verify_chan
 from .writer import kick
 
 if TYPE_CHECKING:
@@ -261,6 +263,10 @@ class NatsStore:
     async def wait(self, name: str, seq: int, timeout: float) -> bool:
         chan = await self._need(name)
         return await chan.wait(seq, timeout)
+
+    async def verify(self, name: str) -> ChannelCheck:
+        chan = await self._need(name)
+        return await verify_chan(self._ready()[1], chan)
 
     # -- deletion and metadata ----------------------------------------------------------------
 
