@@ -139,6 +139,9 @@ def start_detached(
             start_new_session=True,
             close_fds=True,
             cwd="/",
+            # A client's token is no business of the daemon (it reads its own file), and a
+            # process's environment stays readable in /proc for as long as it runs.
+            env={k: v for k, v in os.environ.items() if k != "CHANCTL_TOKEN"},
         )
     finally:
         os.close(fd)

@@ -6,7 +6,8 @@ from connecting at all, and ``SO_PEERCRED`` re-checks every connection, so a soc
 peer connects and never changes them, so the answer is looked up once per connection and kept
 with its transport. TCP is opt-in and loopback by default; every
 request needs the token (compared in constant time), and on loopback binds the Host header must
-name loopback too, which defeats DNS rebinding from a browser. The token itself lives in a
+name loopback too, which defeats DNS rebinding from a browser; a write whose ``Origin`` is not
+this listener's own is refused, token or not (``same_origin``). The token itself lives in a
 0600 file; it never appears on argv, in the log or in an error body.
 """
 
@@ -24,6 +25,7 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
@@ -120,7 +122,7 @@ def peer_cred(sock: socket.socket) -> PeerCred:
 def error_response(status: int, message: str, close: bool = False) -> web.Response:
     """The daemon's error envelope, for rejections that happen before the API layer runs."""
     body = {"ok": False, "error": message, "errors": [], "status": status}
-    resp = web.json_response(body, status=status)
+    resp = web.json_response(body, status=status, headers={"Cache-Control": "no-store"})
     if status == 401:
         resp.headers["WWW-Authenticate"] = 'Bearer realm="chanctl"'
     if close:
@@ -140,8 +142,33 @@ def host_is_loopback(host_header: str | None) -> bool:
     return host == "localhost" or host.endswith(".localhost") or is_loopback(host)
 
 
-def _origin_host(origin: str) -> str:
-    return origin.split("://", 1)[-1].split("/", 1)[0]
+def _authority(host: str | None, port: int | None, default_port: int) -> tuple[str, int] | None:
+    return None if not host else (host.lower(), port or default_port)
+
+
+def same_origin(origin: str, host_header: str | None) -> bool:
+    """True if ``origin`` is this listener's own origin, as the client addressed it.
+
+    Browsers send ``Origin`` on every cross-origin write, so a write is same-origin only when
+    it names plain ``http`` with the very host and port of the ``Host`` header (which, on
+    loopback binds, was already checked to be loopback). Another site on 127.0.0.1, even on
+    another port (a dev server showing untrusted pages), is a different origin; so are
+    ``Origin: null`` (sandboxed frames, files) and anything unparsable.
+    """
+    try:
+        given = urlsplit(origin.strip())
+        served = urlsplit("//" + (host_header or "").strip())
+        ours = _authority(served.hostname, served.port, 80)
+        theirs = _authority(given.hostname, given.port, 80)
+    except ValueError:  # a port that is not a number, an unbalanced "["
+        return False
+    return given.scheme.lower() == "http" and ours is not None and theirs == ours
+
+
+def excerpt(text: str | None, limit: int = 80) -> str:
+    """A bounded repr of an untrusted value for a log line (the formatter escapes it too)."""
+    text = text or ""
+    return repr(text[:limit]) + ("..." if len(text) > limit else "")
 
 
 def _bearer(header: str | None) -> bytes:
@@ -212,13 +239,25 @@ class AccessPolicy:
         return error_response(403, "this daemon serves only its own user", close=True)
 
     def _check_tcp(self, request: web.Request) -> web.Response | None:
-        if self._loopback_bind and not host_is_loopback(request.headers.get("Host")):
-            log.warning("rejected TCP request from %s: Host is not loopback", request.remote)
+        host = request.headers.get("Host")
+        if self._loopback_bind and not host_is_loopback(host):
+            log.warning(
+                "rejected TCP request from %s: Host %s is not loopback",
+                request.remote,
+                excerpt(host),
+            )
             return error_response(421, "Host header must name this loopback listener", True)
         origin = request.headers.get("Origin")
-        if origin and request.method not in SAFE_METHODS:
-            if not host_is_loopback(_origin_host(origin)):
-                log.warning("rejected cross-origin %s from %s", request.method, request.remote)
+        # Whatever the token: a page of another origin holding it means the token leaked, and
+        # a form post (text/plain, no preflight) carries none but must not even be parsed.
+        if origin is not None and request.method not in SAFE_METHODS:
+            if not same_origin(origin, host):
+                log.warning(
+                    "rejected cross-origin %s from %s: Origin %s",
+                    request.method,
+                    request.remote,
+                    excerpt(origin),
+                )
                 return error_response(403, "cross-origin writes are not allowed", True)
         if self._token is None:
             return None
