@@ -48,6 +48,7 @@ class Limits:
     max_header_line: int = 8190
     max_headers: int = 128
     max_live_readers: int = 1024
+    max_live_readers_per_peer: int = 128  # per TCP peer address (the unix socket has one user)
     idle_keepalive_s: float = 75.0
     read_chunk_bytes: int = 1 * MiB  # catch-up reads return at most this much per response
     long_poll_timeout_s: float = 30.0

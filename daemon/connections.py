@@ -7,10 +7,17 @@ object per connection and closes it when a request head is not complete within
 ``Limits.header_read_timeout_s``. The request middleware tells it when a head has arrived (the
 middleware runs exactly when aiohttp finished parsing one) and when the response is done.
 
-It costs next to nothing per request, since every request passes through it: only the first
-chunk of a head goes through the wrapper (later chunks, bodies included, go straight to aiohttp),
-and a head only notes when it began. One timer per connection checks that lazily, re-arming for
-whatever time the current head has left, instead of a timer armed and cancelled per request.
+Responses get the same kind of deadline: when a client stops reading, the transport pauses
+writing (its buffer is over the high-water mark) and, unless it resumes within
+``Limits.write_deadline_s``, the connection is aborted and its buffered bytes dropped. Without
+it a reader that never reads would hold its last response (up to a 1 MiB read chunk) and the
+connection forever, even after the handler gave up on it. Clients resume from their offset.
+
+It costs next to nothing per request, since every request passes through it: a head only
+notes when it began, and later chunks (bodies included) only get a cheap check that aiohttp's
+parser has not given up inside the body being read (``_check_body``). One timer per
+connection checks heads lazily, re-arming for whatever time the current head has left, instead
+of a timer armed and cancelled per request.
 
 ``Lifecycle`` counts in-flight requests so SIGTERM can let appends finish before the store is
 stopped, and turns away requests that arrive on kept-alive connections while draining.
@@ -23,8 +30,9 @@ import logging
 import socket
 from collections.abc import Callable
 
-from aiohttp import web
+from aiohttp import StreamReader, web
 from aiohttp.typedefs import Handler, Middleware
+from aiohttp.web_protocol import _ErrInfo
 
 from .security import Admit, error_response
 
@@ -36,14 +44,23 @@ ProtocolFactory = Callable[[], asyncio.Protocol]
 class HeadDeadline(asyncio.Protocol):
     """Forwards everything to aiohttp's handler; closes the transport if a head is too slow."""
 
-    def __init__(self, inner: asyncio.Protocol, timeout: float, tracker: Lifecycle) -> None:
+    def __init__(
+        self,
+        inner: asyncio.Protocol,
+        timeout: float,
+        tracker: Lifecycle,
+        write_deadline: float | None = None,
+    ) -> None:
         self._inner = inner
         self._timeout = timeout
         self._tracker = tracker
+        self._write_deadline = write_deadline
         self._transport: asyncio.BaseTransport | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._write_timer: asyncio.TimerHandle | None = None
         self._since: float | None = None  # loop time the pending head began; None: none pending
         self._busy = False
+        self._body: StreamReader | None = None  # the in-flight request's body
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport
@@ -61,25 +78,63 @@ class HeadDeadline(asyncio.Protocol):
         return self._inner.eof_received()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        for timer in (self._timer, self._write_timer):
+            if timer is not None:
+                timer.cancel()
+        self._timer = self._write_timer = None
         self._tracker.guards.pop(self._inner, None)
         self._inner.connection_lost(exc)
 
     def pause_writing(self) -> None:
+        if self._write_deadline is not None and self._write_timer is None:
+            loop = asyncio.get_running_loop()
+            self._write_timer = loop.call_later(self._write_deadline, self._write_overdue)
         self._inner.pause_writing()
 
     def resume_writing(self) -> None:
+        if self._write_timer is not None:
+            self._write_timer.cancel()
+            self._write_timer = None
         self._inner.resume_writing()
 
-    def head_received(self) -> None:
+    def _write_overdue(self) -> None:
+        self._write_timer = None
+        transport = self._transport
+        # Even when closing: close() would still wait for the client to take the buffer.
+        if isinstance(transport, asyncio.WriteTransport):
+            log.info(
+                "closed a connection: the client read too little for %.0fs", self._write_deadline
+            )
+            transport.abort()
+
+    def head_received(self, body: StreamReader | None = None) -> None:
         self._busy = True
         self._since = None
+        self._body = body
+        self._check_body()
 
     def response_done(self) -> None:
         self._busy = False
+        self._body = None
         self.__dict__.pop("data_received", None)  # the next chunk begins a head again
+
+    def _chunk_received(self, data: bytes) -> None:
+        """Chunks after a head: the rest of its body, or pipelined requests."""
+        self._inner.data_received(data)
+        if self._body is not None:
+            self._check_body()
+
+    def _check_body(self) -> None:
+        """Close the connection when aiohttp's parser gave up inside the body the handler is
+        reading (a bad chunk size, a missing CRLF: B5 of reliability.md). The C parser then
+        drops that body without ending it, so the handler would wait for the rest forever,
+        and the parser's 400 is queued behind it. Closing ends both; nothing was stored."""
+        body, queued = self._body, getattr(self._inner, "_messages", None)
+        if body is None or body.is_eof() or not queued:
+            return
+        if isinstance(queued[-1][0], _ErrInfo) and self._transport is not None:
+            log.info("closed a connection: malformed request body (%s)", queued[-1][0].message)
+            self._transport.close()
 
     def _head_begins(self) -> None:
         loop = asyncio.get_running_loop()
@@ -88,7 +143,7 @@ class HeadDeadline(asyncio.Protocol):
             self._timer = loop.call_later(self._timeout, self._check)
         # Until the response is done, chunks go straight to aiohttp: the transport looks the
         # method up on this object each time, and an instance attribute shadows ours.
-        setattr(self, "data_received", self._inner.data_received)  # noqa: B010
+        setattr(self, "data_received", self._chunk_received)  # noqa: B010
 
     def _check(self) -> None:
         """The timer: close if the pending head is overdue, else wait for what it has left.
@@ -113,15 +168,21 @@ class GuardedSite(web.BaseSite):
     server set the umask for ``bind`` and check the path beforehand.
     """
 
-    __slots__ = ("_sock", "_name", "_tracker", "_timeout")
+    __slots__ = ("_sock", "_name", "_tracker", "_timeout", "_write_deadline")
 
     def __init__(
-        self, runner: web.BaseRunner, sock: socket.socket, tracker: Lifecycle, timeout: float
+        self,
+        runner: web.BaseRunner,
+        sock: socket.socket,
+        tracker: Lifecycle,
+        timeout: float,
+        write_deadline: float | None = None,
     ) -> None:
         super().__init__(runner)
         self._sock = sock
         self._tracker = tracker
         self._timeout = timeout
+        self._write_deadline = write_deadline
         if sock.family == socket.AF_UNIX:
             self._name = f"unix:{sock.getsockname()}"
         else:
@@ -136,10 +197,10 @@ class GuardedSite(web.BaseSite):
         await super().start()
         server = self._runner.server
         assert server is not None, "runner.setup() must run first"
-        tracker, timeout = self._tracker, self._timeout
+        tracker, timeout, write_deadline = self._tracker, self._timeout, self._write_deadline
 
         def factory() -> asyncio.Protocol:
-            return HeadDeadline(server(), timeout, tracker)
+            return HeadDeadline(server(), timeout, tracker, write_deadline)
 
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(factory, sock=self._sock, backlog=self._backlog)
@@ -163,7 +224,7 @@ class Lifecycle:
         async def lifecycle(request: web.Request, handler: Handler) -> web.StreamResponse:
             guard = self.guards.get(request.protocol) if request.protocol else None
             if guard is not None:
-                guard.head_received()
+                guard.head_received(request.content)
             if self.draining:
                 return error_response(503, "daemon is shutting down", close=True)
             if admit is not None and (rejection := admit(request)) is not None:

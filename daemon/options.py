@@ -11,9 +11,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import ipaddress
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from chanctl import paths
 from chanctl.errors import UsageError
@@ -59,6 +61,7 @@ class DaemonOptions:
     nats_tls_key: str | None = None
     nats_namespace: str | None = None
     nats_sync: str | None = None
+    limits: tuple[str, ...] = ()  # --limit NAME=VALUE, as typed, in order (later ones win)
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -112,6 +115,7 @@ def build_settings(opts: DaemonOptions) -> Settings:
         if not 0 < opts.long_poll_timeout <= 3600:
             raise UsageError("--long-poll-timeout must be between 0 and 3600 seconds")
         limits = dataclasses.replace(limits, long_poll_timeout_s=opts.long_poll_timeout)
+    limits = apply_limits(limits, opts.limits)
     store, nats = resolve_store(opts)
     return Settings(
         data_dir=data,
@@ -129,6 +133,36 @@ def build_settings(opts: DaemonOptions) -> Settings:
         default_retention=default_retention(opts),
         retention_interval_s=_retention_interval(opts.retention_interval),
     )
+
+
+def apply_limits(limits: Limits, items: Sequence[str]) -> Limits:
+    """``--limit NAME=VALUE``: set any field of ``Limits`` (caps, deadlines, sizes).
+
+    One generic flag instead of one per knob: operators can tighten a budget, and tests can
+    shrink a 10 s deadline to 2 s, without the flag list growing with every limit. Values are
+    checked against the field's type and must be positive.
+    """
+    known = {f.name for f in dataclasses.fields(Limits)}
+    for item in items:
+        name, sep, text = item.partition("=")
+        name = name.strip().replace("-", "_")
+        if not sep or name not in known:
+            raise UsageError(
+                f"invalid --limit {item!r}: expected NAME=VALUE with NAME one of "
+                + ", ".join(sorted(known)),
+                hint="for example --limit write_deadline_s=2",
+            )
+        is_int = isinstance(getattr(limits, name), int)
+        try:
+            value: float = int(text) if is_int else float(text)
+        except ValueError:
+            value = 0
+        if not (value > 0 and math.isfinite(value)):
+            what = "a positive integer" if is_int else "a positive number"
+            raise UsageError(f"invalid --limit {item!r}: {name} must be {what}")
+        change: dict[str, Any] = {name: value}  # an int field got an int, a float one a float
+        limits = dataclasses.replace(limits, **change)
+    return limits
 
 
 def _segment_bytes(given: int | None) -> int:
@@ -179,6 +213,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-age", metavar="AGE", help="default retention: 3600, 90m, 7d...")
     p.add_argument("--max-bytes", metavar="BYTES", help="default retention: bytes per channel")
     p.add_argument("--max-messages", metavar="N", help="default retention: messages per channel")
+    p.add_argument(
+        "--limit",
+        dest="limits",
+        metavar="NAME=VALUE",
+        action="append",
+        default=[],
+        help="set a resource limit, e.g. max_live_readers=64 or write_deadline_s=5 "
+        "(repeatable; names: " + ", ".join(f.name for f in dataclasses.fields(Limits)) + ")",
+    )
     add_store_arguments(p)  # --store (memory: tests only), --replicas, --nats-*
     p.add_argument("--header-read-timeout", type=float, help=argparse.SUPPRESS)
     p.add_argument("--segment-bytes", type=int, help=argparse.SUPPRESS)
@@ -188,6 +231,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def parse_argv(argv: Sequence[str] | None = None) -> DaemonOptions:
     ns = _parser().parse_args(argv)
+    ns.limits = tuple(ns.limits)
     return DaemonOptions(**{f.name: getattr(ns, f.name) for f in dataclasses.fields(DaemonOptions)})
 
 
@@ -214,4 +258,6 @@ def to_argv(opts: DaemonOptions) -> list[str]:
             argv += [flag, str(value)]
     if opts.no_auth:
         argv.append("--no-auth")
+    for item in opts.limits:
+        argv += ["--limit", item]
     return argv

@@ -7,7 +7,8 @@ Start-up order matters and is all here:
 2. runtime, data and log directories checked to be ours and tightened to 0700;
 3. flock beside the socket, then in the data directory (a second daemon stops here, naming us);
 4. the socket path probed (stale socket unlinked, anything else refused) and bound with umask
-   177, i.e. mode 0600 from the first instant; the optional TCP socket bound too;
+   177, i.e. mode 0600 from the first instant (or, socket-activated, the one systemd or launchd
+   made is taken instead: ``activation.py``); the optional TCP socket bound too;
 5. the store started (recovery), then the HTTP app; only now do the sockets ``listen``, so a
    client that connects earlier gets ECONNREFUSED and keeps polling instead of hanging.
 
@@ -27,6 +28,7 @@ import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -34,6 +36,7 @@ from aiohttp import web
 from chanctl import __version__, paths
 from chanctl.errors import ChanctlError, ConfigError
 
+from .activation import inherited_socket
 from .config import Settings
 from .connections import GuardedSite, Lifecycle
 from .instance import (
@@ -66,6 +69,7 @@ class Claim:
     tcp: socket.socket | None = None
     token: str | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    activated: bool = False  # the unix socket is the service manager's: never unlink it
 
     def release(self) -> None:
         for sock in (self.unix, self.tcp):
@@ -84,7 +88,8 @@ def run(settings: Settings) -> int:
         return asyncio.run(_serve(settings, claim))
     finally:
         assert settings.socket_path is not None
-        remove_if_ours(settings.socket_path)
+        if not claim.activated:
+            remove_if_ours(settings.socket_path)
         if settings.pid_file is not None:
             remove_if_ours(settings.pid_file, pid_file=True)
         claim.release()
@@ -116,13 +121,19 @@ def claim_instance(settings: Settings) -> Claim:
         undo.callback(data_lock.release)
         data_lock.describe(info)
         token = load_or_create_token(settings.token_file) if settings.token_file else None
-        probe_socket_path(sock_path, "stop it with `chanctl daemon stop`")
-        unix = bind_unix_socket(sock_path)
-        undo.callback(remove_if_ours, sock_path)
+        activated = inherited_socket()  # systemd/launchd made the socket: serve theirs
+        if activated is None:
+            probe_socket_path(sock_path, "stop it with `chanctl daemon stop`")
+            unix = bind_unix_socket(sock_path)
+            undo.callback(remove_if_ours, sock_path)
+        else:
+            unix = activated.sock
+            info["service_manager"] = activated.manager
+            _warn_if_elsewhere(unix, sock_path)
         undo.callback(unix.close)
         tcp = _bind_tcp(settings.listen) if settings.listen else None
         undo.pop_all()
-    claim = Claim(socket_lock, data_lock, unix, tcp, token, info)
+    claim = Claim(socket_lock, data_lock, unix, tcp, token, info, activated is not None)
     if tcp is not None:
         host, port = tcp.getsockname()[:2]
         info["listen"] = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
@@ -144,7 +155,18 @@ def _describe(settings: Settings) -> dict[str, Any]:
         "log_file": None if settings.log_file is None else str(settings.log_file),
         "started_at": time.time(),
         "ready": False,
+        # systemd/launchd when they run us (the log then goes to the journal or their file)
+        "service_manager": "systemd" if os.environ.get("INVOCATION_ID") else None,
+        "nats_servers": list(settings.nats.servers) if settings.nats else None,
     }
+
+
+def _warn_if_elsewhere(sock: socket.socket, expected: Path) -> None:
+    """Clients and the lock file go by the configured path; an inherited socket elsewhere
+    would serve no one who looks for us there."""
+    name = sock.getsockname()
+    if name != str(expected):
+        log.warning("the service manager's socket is %r, not the configured %s", name, expected)
 
 
 def _bind_tcp(addr: tuple[str, int]) -> socket.socket:
@@ -229,7 +251,8 @@ async def _serve(settings: Settings, claim: Claim) -> int:
         for sock in (claim.unix, claim.tcp):
             if sock is not None:
                 timeout = settings.limits.header_read_timeout_s
-                await GuardedSite(runner, sock, lifecycle, timeout).start()
+                deadline = settings.limits.write_deadline_s
+                await GuardedSite(runner, sock, lifecycle, timeout, deadline).start()
         _announce_ready(settings, claim, store.fsync_policy)
         signum = await stop
         log.info("received %s: shutting down", signal.Signals(signum).name)
@@ -249,6 +272,10 @@ def _make_runner(app: web.Application, settings: Settings) -> web.AppRunner:
         max_line_size=lim.max_header_line,
         max_field_size=lim.max_header_line,
         max_headers=lim.max_headers,
+        # aiohttp would otherwise keep reading (and discarding) an unread request body for up
+        # to 10 s after the response, e.g. a whole 1 GiB upload refused with 413. Such a
+        # connection is closed instead (its response says so: errors.error_envelope).
+        lingering_time=0.0,
         shutdown_timeout=5.0,
     )
 

@@ -93,7 +93,8 @@ class OnDemandTcp:
         self._policy.require_token(token)
         timeout = self._settings.limits.header_read_timeout_s
         try:
-            await GuardedSite(self._runner, sock, self._lifecycle, timeout).start()
+            deadline = self._settings.limits.write_deadline_s
+            await GuardedSite(self._runner, sock, self._lifecycle, timeout, deadline).start()
         except BaseException:
             sock.close()
             raise

@@ -56,6 +56,15 @@ async def error_envelope(request: web.Request, handler: Handler) -> web.StreamRe
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return from_exception(exc)
+        return _closing_if_unread(request, from_exception(exc))
     except Exception as exc:
-        return from_exception(exc)
+        return _closing_if_unread(request, from_exception(exc))
+
+
+def _closing_if_unread(request: web.Request, resp: web.Response) -> web.Response:
+    """An error before the body was read (413 on a huge upload) ends the connection: the
+    daemon does not read the rest (see ``lingering_time`` in server.py), so the client must
+    not send its next request on it."""
+    if not request.content.is_eof():
+        resp.force_close()
+    return resp

@@ -1,9 +1,11 @@
 """Live reads: long-poll (PROTOCOL.md section 5.6) and SSE (section 5.7).
 
-Both hold a request open, so both count against ``Limits.max_live_readers`` (503 + Retry-After
-beyond it) and both are ended when the application shuts down. A waiting reader costs no polling:
-it sleeps in ``store.wait``, which wakes it as soon as an append is durable; what it then sends is
-read from the store, so a reader never sees data that could still be lost.
+Both hold a request open, so both count against ``Limits.max_live_readers`` and, over TCP,
+``Limits.max_live_readers_per_peer`` (503 + Retry-After beyond either: one local web page or
+script cannot take every slot), and both are ended when the application shuts down. A waiting
+reader costs no polling: it sleeps in ``store.wait``, which wakes it as soon as an append is
+durable; what it then sends is read from the store, so a reader never sees data that could still
+be lost.
 """
 
 from __future__ import annotations
@@ -48,29 +50,40 @@ class LiveReads:
         self.limits = settings.limits
         self.active: set[asyncio.Task[object]] = set()
         self.readers: collections.Counter[str] = collections.Counter()  # per channel, for ls
+        self.peers: collections.Counter[str] = collections.Counter()  # per TCP peer address
         self.stopping = asyncio.Event()
         self._parked: set[asyncio.Task[Any]] = set()  # readers inside wait()
         self._interrupted: set[asyncio.Task[Any]] = set()  # ... that shutdown() cancelled
 
     @contextlib.contextmanager
-    def _slot(self, name: str) -> Iterator[None]:
-        """Admit one more live reader, or refuse with 503 when the cap is reached."""
-        if len(self.active) >= self.limits.max_live_readers:
+    def _slot(self, request: web.Request, name: str) -> Iterator[None]:
+        """Admit one more live reader, or refuse with 503 when a cap is reached."""
+        limits = self.limits
+        if len(self.active) >= limits.max_live_readers:
             raise Overloaded(
-                f"too many live readers ({self.limits.max_live_readers}); retry shortly",
+                f"too many live readers ({limits.max_live_readers}); retry shortly",
+                {"Retry-After": "1"},
+            )
+        peer = _tcp_peer(request)
+        if peer is not None and self.peers[peer] >= limits.max_live_readers_per_peer:
+            raise Overloaded(
+                f"too many live readers from {peer} ({limits.max_live_readers_per_peer}); "
+                "retry shortly",
                 {"Retry-After": "1"},
             )
         task = asyncio.current_task()
         assert task is not None
         self.active.add(task)
         self.readers[name] += 1
+        if peer is not None:
+            self.peers[peer] += 1
         try:
             yield
         finally:
             self.active.discard(task)
-            self.readers[name] -= 1
-            if not self.readers[name]:
-                del self.readers[name]
+            _decrement(self.readers, name)
+            if peer is not None:
+                _decrement(self.peers, peer)
 
     async def shutdown(self) -> None:
         """End every live read with a proper response (long-poll 204, SSE stream ended after
@@ -110,7 +123,7 @@ class LiveReads:
     # -- long-poll -----------------------------------------------------------------------------
 
     async def long_poll(self, request: web.Request, name: str, offset: str) -> web.Response:
-        with self._slot(name):
+        with self._slot(request, name):
             st, seq = await self.service.open_read(name, offset)
             chunk = await self.service.read(st, seq)
             if chunk.empty and not chunk.closed:
@@ -129,7 +142,7 @@ class LiveReads:
     # -- SSE -----------------------------------------------------------------------------------
 
     async def sse(self, request: web.Request, name: str, offset: str) -> web.StreamResponse:
-        with self._slot(name):
+        with self._slot(request, name):
             st, seq = await self.service.open_read(name, offset)
             # Read before the headers go out: a stream that cannot start (a quarantined record
             # at this offset, data dropped by retention) gets its error status and envelope.
@@ -146,6 +159,18 @@ class LiveReads:
                 # (a corrupt record: 500 + Chanctl-Corrupt-Offset, never its bytes).
                 log.debug("SSE stream for %r ended early: %s", name, exc)
             return resp
+
+
+def _tcp_peer(request: web.Request) -> str | None:
+    """The peer's IP address on TCP; None on the unix socket (only the daemon's user)."""
+    peer = request.transport.get_extra_info("peername") if request.transport else None
+    return str(peer[0]) if isinstance(peer, tuple) else None
+
+
+def _decrement(counter: collections.Counter[str], key: str) -> None:
+    counter[key] -= 1
+    if not counter[key]:
+        del counter[key]
 
 
 def _no_news(chunk: Chunk, cursor: str) -> web.Response:
