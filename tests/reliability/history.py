@@ -5,6 +5,7 @@ invoked, then ok (with its offset), failed, or indeterminate (timeout, reset, da
 After the fault the daemon restarts and each channel is read from the start; ``check`` then
 asserts P1-P5 (no lost acknowledged write, no duplicate, no phantom, per-producer order, no
 holes) and returns the problems found, so a failing test prints every violation at once.
+``check_rereads`` is P6 (a read from any acknowledged offset returns the same messages).
 """
 
 from __future__ import annotations
@@ -90,7 +91,7 @@ def check(
     last_present = max((i for i, o in enumerate(order) if o.msg_id in positions), default=-1)
     problems += [
         f"P5 hole: acked {o.msg_id} lost before a later acked message"
-        for o in order[:last_present]
+        for o in order[: max(last_present, 0)]  # -1: nothing present, no hole
         if o.msg_id not in positions
     ]
     return problems
@@ -100,3 +101,19 @@ def lost_acked(history: History, channel: str, log: list[str]) -> list[str]:
     """Acknowledged ids absent from ``log`` (the loss window of a lazy fsync mode)."""
     present = set(log)
     return sorted(o.msg_id for o in history.acked(channel) if o.msg_id not in present)
+
+
+def check_rereads(
+    channel: str, log: list[str], base: int, rereads: dict[int, list[str]]
+) -> list[str]:
+    """P6: a read starting at each recorded offset (``rereads[seq]``, messages in order) returns
+    exactly the messages the full read ``log`` (which starts at seq ``base``) has from there:
+    an offset always names the same bytes, and no read starts mid-record or skips one."""
+    problems: list[str] = []
+    for seq, got in sorted(rereads.items()):
+        want = log[seq - base : seq - base + len(got)]
+        if not got or got != want:
+            problems.append(
+                f"P6 {channel} reread at seq {seq} gave {got[:3]}..., want {want[:3]}..."
+            )
+    return problems
