@@ -43,7 +43,8 @@ class AsyncTail:
                 self.offset = msg.next_offset
 
     async def batches(self) -> AsyncIterator[Batch]:
-        state = ReadState(self.opts.channel, await self._start_offset(), self.opts.follow)
+        opts = self.opts
+        state = ReadState(opts.channel, await self._start_offset(), opts.follow, opts.lane)
         self.offset = state.offset
         while not state.done and not self._filter.finished:
             batch = self._filter.apply(state.feed(await self._fetch(state)))
@@ -79,14 +80,15 @@ class AsyncTail:
                 if wait <= 0:
                     raise TimedOut(f"no end of {self.opts.channel!r} within {self.opts.timeout}s")
             try:
-                return await self.client.send(state.request(), wait)
+                return await self.client.send_request(state.request(), wait)
             except TimeoutError:
                 continue
 
     async def _head(self) -> Response:
         delay = 0.05
         while True:
-            resp = await self.client.send(core.head_request(self.opts.channel))
+            head = core.head_request(self.opts.channel, self.opts.lane)
+            resp = await self.client.send_request(head)
             if resp.status != 404 or not self.opts.wait:
                 core.check(resp, self.opts.channel, "read")
                 return resp
@@ -98,11 +100,15 @@ class AsyncTail:
     async def _start_offset(self) -> str:
         opts = self.opts
         if opts.cursor is not None:
-            saved = await self.client.get_cursor(opts.channel, opts.cursor)
+            saved = await self.client.get_cursor(opts.channel, opts.cursor, lane=opts.lane)
             if saved is not None:
                 self._saved = saved
                 await self._head()
                 return saved
+        if opts.start_at_cursor is not None:  # see Tail._start_offset
+            at = await self.client.get_cursor(opts.channel, opts.start_at_cursor, lane=opts.lane)
+            await self._head()
+            return at or opts.start or p.OFFSET_START
         head = await self._head()
         if opts.start is not None and opts.since is None:
             return opts.start
@@ -120,18 +126,20 @@ class AsyncTail:
         try:
             probe = next(search)
             while True:
-                req = core.read_request(self.opts.channel, p.format_offset(probe))
-                probe = search.send(first_time(await self.client.send(req)))
+                offset = p.format_offset(probe)
+                req = core.read_request(self.opts.channel, offset, lane=self.opts.lane)
+                probe = search.send(first_time(await self.client.send_request(req)))
         except StopIteration as done:
             return int(done.value)
 
     async def _maybe_save(self, force: bool) -> None:
-        if self.opts.cursor is None or self.offset in (None, self._saved):
+        opts = self.opts
+        if opts.cursor is None or self.offset in (None, self._saved):
             return
         if self.offset in (p.OFFSET_START, p.OFFSET_NOW):
             return
         now = time.monotonic()
         if force or now - self._last_save >= CURSOR_SAVE_INTERVAL:
             assert self.offset is not None
-            await self.client.set_cursor(self.opts.channel, self.opts.cursor, self.offset)
+            await self.client.set_cursor(opts.channel, opts.cursor, self.offset, opts.lane)
             self._saved, self._last_save = self.offset, now

@@ -102,6 +102,11 @@ def producer_request(
     return Request(method, path, _JSON if data is not None else {}, data)
 
 
+def producer_key(channel: str, lane: str) -> str:
+    """The name ``Producer`` counts sequences under: each lane is a stream of its own."""
+    return channel if lane == p.LANE_OUTPUT else channel + p.CONTROL_STORE_SUFFIX
+
+
 class Producer:
     """Idempotent-producer bookkeeping: one id per client, one sequence per channel.
 
@@ -189,6 +194,14 @@ def next_seq(resp: Response) -> int:
     """The message count at Stream-Next-Offset (0 when the header is absent)."""
     value = resp.header(p.H_NEXT_OFFSET)
     return p.parse_offset(value) if value else 0
+
+
+def output_end(resp: Response, channel: str) -> str:
+    """Where a HEAD answer says the lane ends; ``-1`` for a lane that does not exist yet."""
+    if resp.status == 404:
+        return p.OFFSET_START
+    check(resp, channel, "inspect")
+    return resp.header(p.H_NEXT_OFFSET) or p.OFFSET_START
 
 
 def check(resp: Response, channel: str, action: str) -> None:

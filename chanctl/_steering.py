@@ -1,24 +1,29 @@
-"""Talking back to a channel's producer, and waiting for what it does (``Client.send``,
-``Client.recv``, ``Client.wait``).
+"""Talking back to a channel's producer, and waiting for what it does (``send``, ``recv`` and
+``wait`` of ``Client`` and ``AsyncClient``).
 
 Steering messages go to the channel's control lane; the producer (``chanctl run``) answers
 each one it handles with an ``ack`` message on the output lane that names the steering
 message's offset. ``send(wait=True)`` notes where the output lane ends *before* it appends, so
 the answer cannot slip past it, then follows the output lane until the matching ack arrives.
+What an answer or a met condition is, is decided by ``AckWatch`` and ``Waiter``, which do no
+I/O; each client only reads and feeds them.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from . import errors as ce
 from . import protocol as p
+from ._sync_read import TailOptions
 from .reading import Batch
 
 if TYPE_CHECKING:
+    from .aclient import AsyncClient
     from .client import Client
 
 
@@ -37,7 +42,7 @@ class Ack:
         if msg.type != p.TYPE_ACK or msg.text is None:
             return None
         try:
-            doc = json.loads(msg.text)
+            doc = p.loads_json(msg.text)
         except ValueError:
             return None
         if not isinstance(doc, dict) or not isinstance(doc.get("steer"), str):
@@ -90,20 +95,95 @@ def send(
     return Sent(channel, offset, wait_ack(client, channel, offset, start, timeout))
 
 
+async def send_async(
+    client: AsyncClient,
+    channel: str,
+    message: str | bytes,
+    type_: str,
+    headers: dict[str, str] | None,
+    wait: bool,
+    timeout: float | None,
+) -> Sent:
+    """``send`` for ``AsyncClient``: the same steps, awaited."""
+    start = await client.output_end(channel) if wait else None
+    published = await client.publish_many(
+        channel, [message], type=type_, headers=headers, lane=p.LANE_CONTROL
+    )
+    offset = published.last_offset or ""
+    if start is None:
+        return Sent(channel, offset)
+    return Sent(channel, offset, await wait_ack_async(client, channel, offset, start, timeout))
+
+
+class AckWatch:
+    """Picks the answer to one steering message out of the output lane; both clients feed it
+    the ``ack`` messages they read, so what counts as an answer is decided once."""
+
+    def __init__(self, channel: str, offset: str) -> None:
+        self.channel = channel
+        self.offset = offset
+
+    def answer(self, msg: p.Message) -> Ack | None:
+        """The ack of our message, or None for any other; raises SteeringRefused for a no."""
+        ack = Ack.from_message(msg)
+        if ack is None or ack.steer != self.offset:
+            return None
+        if not ack.ok:
+            raise ce.SteeringRefused(
+                f"the producer of {self.channel!r} refused {ack.cmd or 'the message'}: "
+                f"{ack.detail or 'no reason given'}"
+            )
+        return ack
+
+    def unanswered(self) -> ce.NotAcknowledged:
+        """The error for a channel that closed before the answer came."""
+        return ce.NotAcknowledged(
+            f"channel {self.channel!r} was closed before its producer acknowledged {self.offset}",
+            hint="the run ended first; `chanctl tail` shows how",
+        )
+
+
 def wait_ack(client: Client, channel: str, offset: str, start: str, timeout: float | None) -> Ack:
     """Follow the output lane from ``start`` until the ack of ``offset`` arrives."""
+    watch = AckWatch(channel, offset)
     for msg in client.tail(channel, start=start, types=[p.TYPE_ACK], timeout=timeout):
-        ack = Ack.from_message(msg)
-        if ack is not None and ack.steer == offset:
-            if not ack.ok:
-                raise ce.SteeringRefused(
-                    f"the producer of {channel!r} refused {ack.cmd or 'the message'}: "
-                    f"{ack.detail or 'no reason given'}"
-                )
+        if (ack := watch.answer(msg)) is not None:
             return ack
-    raise ce.NotAcknowledged(
-        f"channel {channel!r} was closed before its producer acknowledged {offset}",
-        hint="the run ended first; `chanctl tail` shows how",
+    raise watch.unanswered()
+
+
+async def wait_ack_async(
+    client: AsyncClient, channel: str, offset: str, start: str, timeout: float | None
+) -> Ack:
+    watch = AckWatch(channel, offset)
+    async for msg in client.tail(channel, start=start, types=[p.TYPE_ACK], timeout=timeout):
+        if (ack := watch.answer(msg)) is not None:
+            return ack
+    raise watch.unanswered()
+
+
+def recv_options(
+    channel: str,
+    follow: bool,
+    cursor: str | None,
+    start: str | int | None,
+    types: Iterable[str] | None,
+    timeout: float | None,
+) -> TailOptions:
+    """What ``recv`` reads: the control lane from ``start`` or ``cursor``, else from the
+    producer position (cursor ``producer`` of the control lane, read but never moved);
+    ``follow`` also waits for the control lane to appear."""
+    return TailOptions.build(
+        channel,
+        last=None,
+        start=p.OFFSET_START if start is None else start,
+        follow=follow,
+        wait=follow,
+        cursor=cursor,
+        types=types,
+        timeout=timeout,
+        lane=p.LANE_CONTROL,
+        start_at_cursor=p.PRODUCER_CURSOR if start is None and cursor is None else None,
     )
 
 
@@ -135,26 +215,57 @@ class Condition:
         return False
 
 
-def wait_for(client: Client, channel: str, cond: Condition, timeout: float | None) -> Waited:
-    """History first (a condition already met returns at once), then live messages.
+class Waiter:
+    """``wait`` without I/O: fed a channel's answers from its start, says when ``cond`` holds.
 
     ``exit`` means the exit of the latest run: an ``exit`` counts unless a later ``start``
-    shows that another run began on the channel since.
+    shows that another run began on the channel since. History counts, so a condition already
+    met is reported with the answer that catches up to the end.
     """
-    tail = client.tail(channel, start=p.OFFSET_START, timeout=timeout)
-    last_exit: p.Message | None = None
-    for batch in tail.batches():
-        found, last_exit = _scan(batch, cond, last_exit)
+
+    def __init__(self, channel: str, cond: Condition) -> None:
+        self.channel = channel
+        self.cond = cond
+        self._last_exit: p.Message | None = None
+
+    def feed(self, batch: Batch) -> Waited | None:
+        found, self._last_exit = _scan(batch, self.cond, self._last_exit)
         if found is not None:
             return Waited(found, found.exit_status())
-        if last_exit is not None and batch.up_to_date:
-            return Waited(last_exit, last_exit.exit_status())
-    if cond.kind == "closed":
-        return Waited(None, tail.exit_status())
-    raise ce.ConditionNotMet(
-        f"channel {channel!r} was closed before it saw {cond.kind}",
-        hint="`chanctl replay` shows what it holds",
-    )
+        if self._last_exit is not None and batch.up_to_date:
+            return Waited(self._last_exit, self._last_exit.exit_status())
+        return None
+
+    def closed(self, exit_status: Callable[[], int | None]) -> Waited:
+        """The channel closed before ``feed`` said yes: met for ``closed`` (``exit_status``
+        is asked only then), ConditionNotMet for anything else."""
+        if self.cond.kind == "closed":
+            return Waited(None, exit_status())
+        raise ce.ConditionNotMet(
+            f"channel {self.channel!r} was closed before it saw {self.cond.kind}",
+            hint="`chanctl replay` shows what it holds",
+        )
+
+
+def wait_for(client: Client, channel: str, cond: Condition, timeout: float | None) -> Waited:
+    """History first (a condition already met returns at once), then live messages."""
+    waiter = Waiter(channel, cond)
+    tail = client.tail(channel, start=p.OFFSET_START, timeout=timeout)
+    for batch in tail.batches():
+        if (done := waiter.feed(batch)) is not None:
+            return done
+    return waiter.closed(tail.exit_status)
+
+
+async def wait_for_async(
+    client: AsyncClient, channel: str, cond: Condition, timeout: float | None
+) -> Waited:
+    waiter = Waiter(channel, cond)
+    tail = client.tail(channel, start=p.OFFSET_START, timeout=timeout)
+    async for batch in tail.batches():
+        if (done := waiter.feed(batch)) is not None:
+            return done
+    return waiter.closed(tail.exit_status)
 
 
 def _scan(

@@ -41,6 +41,9 @@ class TailOptions:
     cursor: str | None = None
     speed: float | None = None
     lane: str = p.LANE_OUTPUT  # LANE_CONTROL reads the channel's steering messages
+    # Start where this cursor of the lane points (``start`` when it is unset) without moving
+    # it: ``recv`` reads from the producer position, looked up when the read begins.
+    start_at_cursor: str | None = None
 
     @classmethod
     def build(
@@ -58,10 +61,12 @@ class TailOptions:
         cursor: str | None = None,
         speed: float | None = None,
         lane: str = p.LANE_OUTPUT,
+        start_at_cursor: str | None = None,
     ) -> TailOptions:
         ce.checked(p.validate_name, channel)
-        if cursor is not None:
-            ce.checked(p.validate_cursor_name, cursor)
+        for name in (cursor, start_at_cursor):
+            if name is not None:
+                ce.checked(p.validate_cursor_name, name)
         if lane not in (p.LANE_OUTPUT, p.LANE_CONTROL):
             raise ce.InvalidArgument(f"unknown lane {lane!r}: use output or control")
         return cls(
@@ -77,6 +82,7 @@ class TailOptions:
             cursor,
             speed,
             lane,
+            start_at_cursor,
         )
 
 
@@ -190,6 +196,10 @@ class Tail:
                 self._saved = saved
                 self._head()
                 return saved
+        if opts.start_at_cursor is not None:
+            at = self.client.get_cursor(opts.channel, opts.start_at_cursor, lane=opts.lane)
+            self._head()
+            return at or opts.start or p.OFFSET_START
         if opts.start is not None and opts.since is None:
             self._head()
             return opts.start

@@ -1,17 +1,17 @@
 """``chanctl.AsyncClient``: the asyncio twin of ``chanctl.Client``, on aiohttp.
 
-Same methods, same errors, same wire decisions (all made in ``chanctl._core`` and
-``chanctl.reading``); only the I/O differs. Import it only where an event loop runs anyway:
-aiohttp costs ~200 ms to import, which is why the CLI and ``chanctl.Client`` never touch it.
+Same methods, same errors, same wire decisions (all made in ``chanctl._core``,
+``chanctl.reading``, ``chanctl._reconnect`` and ``chanctl._steering``); only the I/O differs.
+Import it only where an event loop runs anyway: aiohttp costs ~200 ms to import, which is
+why the CLI and ``chanctl.Client`` never touch it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
@@ -20,8 +20,12 @@ from . import errors as ce
 from . import protocol as p
 from ._async_read import AsyncTail
 from ._info import ChannelInfo, Published, cursor_offset, parse_cursors, parse_info, parse_list
+from ._reconnect import Reconnect
 from ._sync_read import TailOptions
 from .transport import Dropped, Response, Unreachable, resolve_endpoint
+
+if TYPE_CHECKING:
+    from ._steering import Sent, Waited
 
 
 class AsyncClient:
@@ -105,37 +109,26 @@ class AsyncClient:
         ) as exc:
             raise Dropped(str(exc)) from exc
 
-    async def send(self, req: core.Request, timeout: float | None = -1.0) -> Response:
-        """Send ``req``, reconnecting (never re-starting) while the daemon is briefly away."""
-        deadline: float | None = None
-        delay = 0.05
+    async def send_request(self, req: core.Request, timeout: float | None = -1.0) -> Response:
+        """Send ``req``, reconnecting while the daemon is briefly away (the policy of
+        ``Client.send_via``, from ``chanctl._reconnect``). ``timeout=None`` waits forever."""
+        retries = Reconnect(self.reconnect_timeout, self.endpoint.url)
         while True:
-            refused: Response | None = None
-            failure: Exception
+            outcome: Response | Exception
             try:
-                resp = await self._once(req, timeout)
+                outcome = await self._once(req, timeout)
                 self._connected_once = True
-                if not core.retry_later(resp):  # 503: waited out, as in Client.send_via
-                    return resp
-                refused, failure = resp, Dropped("the daemon answered 503")
             except Unreachable as exc:
                 if not self._connected_once:
                     await self._first_contact_failed(exc)
                     continue
-                failure = exc
+                outcome = exc
             except Dropped as exc:
-                failure = exc
-            now = time.monotonic()
-            deadline = deadline or now + self.reconnect_timeout
-            if now >= deadline and refused is not None:
-                return refused
-            if now >= deadline:
-                raise ce.ConnectionLost(
-                    f"lost the daemon at {self.endpoint.url}: {failure}",
-                    hint="check `chanctl daemon status`",
-                )
-            await asyncio.sleep(delay)  # back off between reconnect attempts
-            delay = min(delay * 2, 1.0)
+                outcome = exc
+            step = retries.step(outcome)
+            if isinstance(step, Response):
+                return step
+            await asyncio.sleep(step.delay)  # back off between reconnect attempts
 
     async def _first_contact_failed(self, exc: Exception) -> None:
         from . import autostart
@@ -151,7 +144,7 @@ class AsyncClient:
         )
 
     async def _call(self, req: core.Request, channel: str, action: str) -> Response:
-        resp = await self.send(req)
+        resp = await self.send_request(req)
         core.check(resp, channel, action)
         return resp
 
@@ -179,29 +172,32 @@ class AsyncClient:
         *,
         type: str = p.TYPE_MESSAGE,
         headers: Mapping[str, str] | None = None,
+        lane: str = p.LANE_OUTPUT,
     ) -> Published:
         """Append every item, in order, in batches of up to ~1 MiB; the next batch is encoded
-        while the previous one is in flight."""
+        while the previous one is in flight. ``lane`` as for ``Client.publish_many``."""
         ce.checked(p.validate_name, channel)
         count, next_offset = 0, ""
         async with self._lock:
             async for body, n in _bodies(items, type, headers):
-                resp = await self._append(channel, body)
+                resp = await self._append(channel, body, lane)
                 count, next_offset = count + n, resp.header(p.H_NEXT_OFFSET) or next_offset
         return Published(channel, count, next_offset)
 
-    async def _append(self, channel: str, body: bytes) -> Response:
+    async def _append(self, channel: str, body: bytes, lane: str) -> Response:
         """POST one batch exactly once (see ``Client.append_body_locked``)."""
-        tuple_ = self._producer.take(channel)
+        key = core.producer_key(channel, lane)
+        tuple_ = self._producer.take(key)
         while True:
-            resp = await self.send(core.append_request(channel, body, tuple_))
+            resp = await self.send_request(core.append_request(channel, body, tuple_, lane))
             if resp.status == 404:
-                core.check(await self.send(core.create_request(channel)), channel, "create")
+                created = await self.send_request(core.create_request(channel, lane))
+                core.check(created, channel, "create")
                 continue
             if resp.status == 413 and (halves := core.split_body(body)) is not None:
-                self._producer.undo(channel, tuple_)
-                await self._append(channel, halves[0])
-                return await self._append(channel, halves[1])
+                self._producer.undo(key, tuple_)
+                await self._append(channel, halves[0], lane)
+                return await self._append(channel, halves[1], lane)
             core.check(resp, channel, "publish to")
             return resp
 
@@ -218,7 +214,7 @@ class AsyncClient:
 
     async def info(self, channel: str) -> ChannelInfo:
         head = await self._call(core.head_request(channel), channel, "inspect")
-        listing = await self.send(core.Request("GET", core.CHANNELS_PATH))
+        listing = await self.send_request(core.Request("GET", core.CHANNELS_PATH))
         return parse_info(channel, head, listing)
 
     async def list(self) -> list[ChannelInfo]:
@@ -242,15 +238,18 @@ class AsyncClient:
 
     # -- cursors ----------------------------------------------------------------------------------
 
-    async def get_cursor(self, channel: str, name: str) -> str | None:
-        resp = await self.send(core.cursor_request("GET", channel, name))
+    async def get_cursor(self, channel: str, name: str, *, lane: str = p.LANE_OUTPUT) -> str | None:
+        """The offset stored under cursor ``name`` for ``channel`` (or its ``lane``), or None."""
+        resp = await self.send_request(core.cursor_request("GET", channel, name, lane=lane))
         return cursor_offset(resp, channel, name)
 
-    async def set_cursor(self, channel: str, name: str, offset: str) -> None:
+    async def set_cursor(
+        self, channel: str, name: str, offset: str, lane: str = p.LANE_OUTPUT
+    ) -> None:
+        """Store ``offset`` (where the next read starts) under cursor ``name``, durably."""
         ce.checked(lambda o: p.format_offset(p.parse_offset(o)), offset)
-        await self._call(
-            core.cursor_request("PUT", channel, name, offset), channel, "save cursor of"
-        )
+        req = core.cursor_request("PUT", channel, name, offset, lane)
+        await self._call(req, channel, "save cursor of")
 
     async def delete_cursor(self, channel: str, name: str) -> None:
         await self._call(core.cursor_request("DELETE", channel, name), channel, "delete cursor of")
@@ -260,6 +259,63 @@ class AsyncClient:
             core.cursor_request("GET", channel, None), channel, "list cursors of"
         )
         return parse_cursors(resp)
+
+    # -- steering (README "Steering and wrapping jobs"; semantics of ``Client.send`` etc.) ------
+
+    async def send(
+        self,
+        channel: str,
+        message: str | bytes,
+        *,
+        type: str = p.TYPE_STEER,
+        headers: Mapping[str, str] | None = None,
+        wait: bool = False,
+        timeout: float | None = None,
+    ) -> Sent:
+        """Append one message to ``channel``'s control lane for its producer; with ``wait``,
+        also await its answer. Errors as for ``Client.send`` (SteeringRefused,
+        NotAcknowledged, TimedOut)."""
+        from . import _steering
+
+        hdrs = dict(headers) if headers else None
+        return await _steering.send_async(self, channel, message, type, hdrs, wait, timeout)
+
+    def recv(
+        self,
+        channel: str,
+        *,
+        follow: bool = False,
+        cursor: str | None = None,
+        start: str | int | None = None,
+        types: Iterable[str] | None = None,
+        timeout: float | None = None,
+    ) -> AsyncTail:
+        """``channel``'s steering messages, as its producer reads them (``async for``); where
+        it starts and when it ends as for ``Client.recv``."""
+        from ._steering import recv_options
+
+        return AsyncTail(self, recv_options(channel, follow, cursor, start, types, timeout))
+
+    async def wait(
+        self, channel: str, *, for_: str = "exit", timeout: float | None = None
+    ) -> Waited:
+        """Return once ``for_`` (``closed``, ``exit``, ``match=REGEX``, ``type=T``) holds on
+        ``channel``; errors as for ``Client.wait`` (ConditionNotMet, TimedOut)."""
+        from . import _steering
+
+        cond = _steering.Condition(for_)
+        return await _steering.wait_for_async(self, channel, cond, timeout)
+
+    async def output_end(self, channel: str) -> str:
+        """Where ``channel``'s output lane ends now (``-1`` when it does not exist yet)."""
+        return core.output_end(await self.send_request(core.head_request(channel)), channel)
+
+    async def producer(self, channel: str) -> dict[str, Any]:
+        """``channel``'s ``run`` producer, as ``Client.producer`` describes it."""
+        req = core.producer_request("GET", channel)
+        resp = await self._call(req, channel, "describe producer of")
+        doc = json.loads(resp.body or b"{}")
+        return doc if isinstance(doc, dict) else {}
 
 
 _END = object()

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from . import _core as core
 from . import errors as ce
 from . import protocol as p
 from ._info import ChannelInfo, Published, parse_info, parse_list
+from ._reconnect import Reconnect
 from ._sync_read import Tail, TailOptions
 from .transport import Dropped, Response, Transport, Unreachable, resolve_endpoint
 
@@ -96,35 +97,23 @@ class Client:
         stopped on purpose. A 503 (the daemon is shutting down, or overloaded) is waited out
         the same way; after the deadline it is returned for the caller to report.
         """
-        deadline: float | None = None
-        delay = 0.05
+        retries = Reconnect(self.reconnect_timeout, self.endpoint.url)
         while True:
-            refused: Response | None = None
-            failure: Exception
+            outcome: Response | Exception
             try:
-                resp = transport.request(req.method, req.path, req.headers, req.body, timeout)
+                outcome = transport.request(req.method, req.path, req.headers, req.body, timeout)
                 self._connected_once = True
-                if not core.retry_later(resp):
-                    return resp
-                refused, failure = resp, Dropped("the daemon answered 503")
             except Unreachable as exc:
                 if not self._connected_once:
                     self._first_contact_failed(exc)
                     continue
-                failure = exc
+                outcome = exc
             except Dropped as exc:
-                failure = exc
-            now = time.monotonic()
-            deadline = deadline or now + self.reconnect_timeout
-            if now >= deadline and refused is not None:
-                return refused
-            if now >= deadline:
-                raise ce.ConnectionLost(
-                    f"lost the daemon at {self.endpoint.url}: {failure}",
-                    hint="check `chanctl daemon status`; restart it with `chanctl daemon start`",
-                )
-            time.sleep(delay)  # back off between reconnect attempts
-            delay = min(delay * 2, 1.0)
+                outcome = exc
+            step = retries.step(outcome)
+            if isinstance(step, Response):
+                return step
+            time.sleep(step.delay)  # back off between reconnect attempts
 
     def _first_contact_failed(self, exc: Exception) -> None:
         """Auto-start the daemon once per client, or explain why we may not."""
@@ -193,7 +182,7 @@ class Client:
         A missing channel is created and the same tuple re-sent; a batch the daemon finds too
         large is halved (the refused tuple was not consumed, so the halves reuse it).
         """
-        key = channel if lane == p.LANE_OUTPUT else channel + p.CONTROL_STORE_SUFFIX
+        key = core.producer_key(channel, lane)
         tuple_ = self._producer.take(key)
         while True:
             resp = self._send_locked(core.append_request(channel, body, tuple_, lane))
@@ -324,23 +313,13 @@ class Client:
         """``channel``'s steering messages, as its producer reads them.
 
         Starts at the producer position (where the next ``run`` continues; cursor
-        ``producer`` of the control lane) unless ``start`` or ``cursor`` says otherwise;
-        ``follow`` keeps waiting for more, and for the control lane to appear.
+        ``producer`` of the control lane, read when the iteration begins) unless ``start`` or
+        ``cursor`` says otherwise; ``follow`` keeps waiting for more, and for the control lane
+        to appear.
         """
-        if start is None and cursor is None:
-            start = self.get_cursor(channel, p.PRODUCER_CURSOR, lane=p.LANE_CONTROL)
-        opts = TailOptions.build(
-            channel,
-            last=None,
-            start=p.OFFSET_START if start is None else start,
-            follow=follow,
-            wait=follow,
-            cursor=cursor,
-            types=types,
-            timeout=timeout,
-            lane=p.LANE_CONTROL,
-        )
-        return Tail(self, opts)
+        from ._steering import recv_options
+
+        return Tail(self, recv_options(channel, follow, cursor, start, types, timeout))
 
     def wait(self, channel: str, *, for_: str = "exit", timeout: float | None = None) -> Waited:
         """Block until ``for_`` holds on ``channel``: ``closed``, ``exit`` (of its latest run),
@@ -355,10 +334,20 @@ class Client:
         """Where ``channel``'s output lane ends now (``-1`` when it does not exist yet)."""
         with self._lock:
             resp = self._send_locked(core.head_request(channel))
-        if resp.status == 404:
-            return p.OFFSET_START
-        core.check(resp, channel, "inspect")
-        return resp.header(p.H_NEXT_OFFSET) or p.OFFSET_START
+        return core.output_end(resp, channel)
+
+    def fsck(
+        self,
+        channels: Iterable[str] | None = None,
+        *,
+        on_progress: Callable[[int, int], None] | None = None,
+    ) -> Iterator[p.FsckResult]:
+        """Have the running daemon verify ``channels`` (default: every one), yielding a result
+        per channel as they come; ``on_progress(done, total)`` is called between batches. A
+        corrupt channel is quarantined, as a read reaching the damage would. (`chanctl fsck`.)"""
+        from ._fsck import check_online
+
+        return check_online(self, channels, on_progress)
 
     def producer(self, channel: str) -> dict[str, Any]:
         """``channel``'s ``run`` producer: ``state`` (attached, lost, exited or none), ``pid``,

@@ -10,11 +10,13 @@ from __future__ import annotations
 import base64
 import json
 import re
+import threading
 import time
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeVar
 
 API_VERSION = "1"
 STREAM_PREFIX = "/v1/stream/"
@@ -184,6 +186,65 @@ DEFAULT_CONTENT_TYPE = "application/octet-stream"
 JSON_CONTENT_TYPE = "application/json"  # JSON mode: message boundaries kept, reads are arrays
 
 
+def _reject_constant(name: str) -> object:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    doc = dict(pairs)
+    if len(doc) != len(pairs):
+        raise ValueError("duplicate key in a JSON object")
+    return doc
+
+
+_STRICT_JSON = json.JSONDecoder(parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
+_LENIENT_JSON = json.JSONDecoder(parse_constant=_reject_constant)
+
+
+def loads_json(data: bytes | str, *, unique_keys: bool = True) -> object:
+    """Decode JSON that someone else wrote (request bodies, steering, replies) so that only
+    ValueError escapes. ``json.loads`` raises RecursionError on deep nesting (a 100,000-deep
+    ``[[[...]]]`` is 200 KB), which handlers catching ValueError let through: it killed the
+    wrapper's steering thread and turned a bad request into a 500. NaN and Infinity are
+    refused (not JSON); duplicate keys too unless ``unique_keys`` is off, so two readers can
+    never disagree about what a command or claim said."""
+    text = data.decode("utf-8") if isinstance(data, bytes) else data
+    decoder = _STRICT_JSON if unique_keys else _LENIENT_JSON
+    try:
+        return decoder.decode(text)
+    except RecursionError:
+        return on_a_fresh_stack(lambda: decoder.decode(text))
+
+
+_T = TypeVar("_T")
+
+
+def on_a_fresh_stack(work: Callable[[], _T]) -> _T:
+    """Run a JSON decode or encode that ran out of recursion depth again, on a new thread's
+    empty stack; ValueError if it fails there too.
+
+    On Python 3.11 the caller's own frames count against the nesting the C decoder and
+    encoder allow, so a message the daemon stored (it decodes each append a few dozen frames
+    deep, and refuses what it cannot decode) could be unreadable from a deeply nested caller:
+    a poison message. A new thread has fewer frames than the daemon's event loop ever does,
+    so anything the daemon stored can be handled there; a real bomb fails again.
+    """
+    out: list[_T] = []
+
+    def run() -> None:
+        try:
+            out.append(work())
+        except (ValueError, RecursionError):
+            pass
+
+    worker = threading.Thread(target=run, name="chanctl-json", daemon=True)
+    worker.start()
+    worker.join()
+    if not out:
+        raise ValueError("JSON nested too deeply")
+    return out[0]
+
+
 # ===========================================================================================
 # chanctl message model (client convention; owner: CLI/client library, issue 3)
 #
@@ -209,6 +270,7 @@ CURSORS_PREFIX = "/v1/cursors/"
 _CURSOR_NAME_RE = re.compile(r"^[A-Za-z0-9._:\-]{1,100}$")
 
 _enc_str = json.encoder.encode_basestring  # the C escaper json.dumps uses for one str
+_dump_foreign = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 _time_cache: tuple[int, str] = (-1, "")
 
 
@@ -300,13 +362,18 @@ class Message:
                     b64,
                     hdrs if isinstance(hdrs, dict) and hdrs else None,
                 )
-        raw = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        try:
+            raw = _dump_foreign(value)
+        except RecursionError:  # as deep as the daemon allows, from a deep caller
+            raw = on_a_fresh_stack(lambda: _dump_foreign(value))
         return cls(channel, seq, "", TYPE_FOREIGN, raw, None)
 
     @property
     def data(self) -> bytes:
         if self.text is not None:
-            return self.text.encode()
+            # A foreign producer may send a lone surrogate escape ("\\ud800"); keep it
+            # (losslessly) rather than fail on a message chanctl did not write.
+            return self.text.encode("utf-8", "surrogatepass")
         return base64.b64decode(self.data_b64 or "")
 
     @property
@@ -386,3 +453,88 @@ def lane_path(lane: str, name: str) -> str:
 
 def producer_path(name: str) -> str:
     return PRODUCER_PREFIX + name
+
+
+# `chanctl fsck` against a running daemon. GET FSCK_PATH: {"backend", "channels": [every name a
+# full check covers, control lanes included]}. POST FSCK_PATH {"channels": [NAME...]} (at most
+# FSCK_MAX_NAMES): {"results": [FsckResult.to_json(), ...]} in that order; 404 for a missing one.
+FSCK_PATH = "/v1/fsck"
+FSCK_MAX_NAMES = 256
+
+
+@dataclass(frozen=True, slots=True)
+class FsckProblem:
+    """Where a channel's data goes wrong: first unreadable offset (None when the problem is not
+    about messages), the segment file (NATS: stored message) and byte, and why."""
+
+    offset: str | None
+    segment: str
+    byte: int | None
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class FsckResult:
+    """One channel checked by `chanctl fsck`, online or offline; one JSON line of `--json`."""
+
+    channel: str
+    ok: bool
+    messages: int
+    segments: int
+    corrupt: FsckProblem | None
+    torn_tail: FsckProblem | None
+    path: str
+    backend: str
+
+    def to_json(self) -> dict[str, object]:
+        def problem(pr: FsckProblem | None) -> dict[str, object] | None:
+            if pr is None:
+                return None
+            return {
+                "offset": pr.offset,
+                "segment": pr.segment,
+                "byte": pr.byte,
+                "reason": pr.reason,
+            }
+
+        return {
+            "channel": self.channel,
+            "ok": self.ok,
+            "messages": self.messages,
+            "segments": self.segments,
+            "corrupt": problem(self.corrupt),
+            "torn_tail": problem(self.torn_tail),
+            "path": self.path,
+            "backend": self.backend,
+        }
+
+    @staticmethod
+    def from_json(doc: Mapping[str, object]) -> FsckResult:
+        """Parse one result; ValueError when it is not one."""
+
+        def problem(v: object) -> FsckProblem | None:
+            if v is None:
+                return None
+            if not isinstance(v, Mapping):
+                raise ValueError(f"not an fsck problem: {v!r}")
+            off, byte = v.get("offset"), v.get("byte")
+            return FsckProblem(
+                None if off is None else str(off),
+                str(v.get("segment", "")),
+                byte if isinstance(byte, int) else None,
+                str(v.get("reason", "")),
+            )
+
+        try:
+            return FsckResult(
+                channel=str(doc["channel"]),
+                ok=bool(doc["ok"]),
+                messages=int(str(doc["messages"])),
+                segments=int(str(doc["segments"])),
+                corrupt=problem(doc.get("corrupt")),
+                torn_tail=problem(doc.get("torn_tail")),
+                path=str(doc.get("path") or ""),
+                backend=str(doc.get("backend") or ""),
+            )
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"not an fsck result: {exc!r}") from None

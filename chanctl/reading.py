@@ -159,7 +159,11 @@ def _decode_values(resp: Response, channel: str) -> list[object]:
             "JSON messages",
             hint="read it with a Durable Streams client instead",
         )
-    values = json.loads(resp.body)
+    try:
+        values = p.loads_json(resp.body, unique_keys=False)
+    except ValueError as exc:
+        msg = f"reading {channel!r}: the daemon's answer is not JSON: {exc}"
+        raise ce.RequestFailed(msg) from None
     if not isinstance(values, list):
         raise ce.RequestFailed(f"reading {channel!r}: the daemon did not answer a JSON array")
     return values

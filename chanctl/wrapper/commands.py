@@ -20,7 +20,6 @@ Anything else that claims to be steering is malformed: the wrapper warns once an
 
 from __future__ import annotations
 
-import json
 import signal
 from dataclasses import dataclass
 
@@ -70,7 +69,7 @@ def _word(raw: bytes) -> str:
 
 def _from_json(data: bytes, target: str | None) -> tuple[str, bytes | None, str | None]:
     try:
-        doc = json.loads(data)
+        doc = p.loads_json(data)
     except ValueError as exc:
         raise Malformed(f"invalid JSON: {exc}") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("cmd"), str):
@@ -81,7 +80,14 @@ def _from_json(data: bytes, target: str | None) -> tuple[str, bytes | None, str 
     run = doc.get("run_id", target)
     if run is not None and not isinstance(run, str):
         raise Malformed('"run_id" must be a string')
-    return _word(doc["cmd"].encode()), None if arg is None else arg.encode(), run
+    return _word(_utf8(doc["cmd"])), None if arg is None else _utf8(arg), run
+
+
+def _utf8(text: str) -> bytes:
+    try:
+        return text.encode()
+    except UnicodeEncodeError:  # a lone surrogate escape such as "\\ud800"
+        raise Malformed("the command is not valid Unicode") from None
 
 
 def _check(verb: str, arg: bytes | None, size: int) -> Command:

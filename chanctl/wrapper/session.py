@@ -9,7 +9,6 @@ Heartbeats repeat the claim every ``interval`` seconds; the daemon reports the p
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import threading
@@ -18,6 +17,7 @@ from collections.abc import Callable
 
 from .. import _core as core
 from .. import errors as ce
+from .. import protocol as p
 from ..client import Client
 from ..transport import Transport
 
@@ -96,7 +96,7 @@ class Session(threading.Thread):
 
 def _json(body: bytes) -> dict[str, object]:
     try:
-        doc = json.loads(body or b"{}")
+        doc = p.loads_json(body or b"{}", unique_keys=False)
     except ValueError:
         return {}
     return doc if isinstance(doc, dict) else {}

@@ -4,11 +4,14 @@ Routes (the only place they are listed):
 
 - ``/v1/stream/{name}``: PUT create, POST append/close, GET read (catch-up, long-poll, SSE),
   HEAD metadata, DELETE, OPTIONS (CORS preflight). Names may contain ``/``.
-- ``GET /v1/health``: readiness probe, ``{"ok": true, "version": ..., "fsync": ...}``.
+- ``GET /v1/health``: readiness probe, ``{"ok": true, "version": ..., "fsync": ..., "tasks": N}``;
+  ``tasks`` counts the event loop's live asyncio tasks (one per open connection, live read,
+  background sweep...), so a soak test can see a task leak from outside (R7).
 - ``GET /v1/channels``: every live channel with basic metadata (``chanctl ls``).
 - ``/v1/control/{name}`` (the channel's control lane, same handlers as its stream) and
   ``/v1/producer/{name}`` (run liveness): ``steering.setup_steering``.
 - ``/ui/...`` and ``POST /v1/web``: the web view, added by ``web.setup_web`` from server.py.
+- ``GET``/``POST /v1/fsck``: `chanctl fsck` on the running daemon (``fsck.setup_fsck``).
 
 Every response, errors and event streams included, carries the browser security headers, and
 every error leaves through ``errors.error_envelope``. Middlewares passed in by the daemon (such as
@@ -17,6 +20,7 @@ authentication) run inside the envelope, so their refusals get the same JSON sha
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 
 from aiohttp import web
@@ -54,6 +58,7 @@ from ..service import StreamService
 from ..sidetables import SideTables, local_tables
 from .cursors import setup_cursors
 from .errors import error_envelope
+from .fsck import setup_fsck
 from .live import LiveReads
 from .steering import is_internal, listing_extra, setup_steering
 from .streams import StreamHandlers
@@ -106,6 +111,7 @@ def build_app(
     app.router.add_route("GET", "/v1/health", info.health)
     app.router.add_route("GET", "/v1/channels", info.channels)
     setup_cursors(app, tables.cursors)  # named read positions, owned by the client side
+    setup_fsck(app, service)  # GET/POST /v1/fsck: `chanctl fsck` on a running daemon
     app.on_response_prepare.append(_browser_headers(frozenset(cors_origins)))
     _tie_lifecycle(app, service, streams)
     return app
@@ -165,7 +171,11 @@ class _Info:
 
     async def health(self, request: web.Request) -> web.Response:
         fsync = self.service.store.fsync_policy
-        return web.json_response({"ok": True, "version": __version__, "fsync": fsync})
+        # len(all_tasks()) walks a WeakSet: microseconds even with a thousand live readers.
+        tasks = len(asyncio.all_tasks())
+        return web.json_response(
+            {"ok": True, "version": __version__, "fsync": fsync, "tasks": tasks}
+        )
 
     async def channels(self, request: web.Request) -> web.Response:
         listing = [

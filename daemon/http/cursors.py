@@ -29,6 +29,7 @@ from aiohttp import web
 from chanctl import protocol as p
 
 from ..sidetables import SideTable
+from .parse import MAX_CONTROL_BODY, read_body
 
 
 class CursorBook:
@@ -110,7 +111,8 @@ async def handle_put(request: web.Request) -> web.Response:
         channel, name = _target(request)
         if name is None:
             raise ValueError("missing ?name=CURSOR")
-        doc = await request.json() if request.content_length else None
+        body = await read_body(request, MAX_CONTROL_BODY) if request.content_length else b""
+        doc = p.loads_json(body) if body else None
         offset = doc.get("offset") if isinstance(doc, dict) else None
         if not isinstance(offset, str):
             raise ValueError('expected a JSON body {"offset": "<offset>"}')

@@ -105,6 +105,10 @@ def live_param(request: web.Request) -> str | None:
     return live
 
 
+# Producer claims and cursor updates are a few hundred bytes of JSON.
+MAX_CONTROL_BODY = 64 * 1024
+
+
 async def read_body(request: web.Request, limit: int) -> bytes:
     """The whole request body, refusing (413) anything over ``limit`` bytes: up front when
     Content-Length says so, and while reading when the body is chunked."""
@@ -113,11 +117,16 @@ async def read_body(request: web.Request, limit: int) -> bytes:
         raise PayloadTooLarge(f"request body of {declared} bytes exceeds the {limit}-byte limit")
     chunks: list[bytes] = []
     size = 0
-    while chunk := await request.content.readany():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"request body exceeds the {limit}-byte limit")
-        chunks.append(chunk)
+    try:
+        while chunk := await request.content.readany():
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"request body exceeds the {limit}-byte limit")
+            chunks.append(chunk)
+    except ConnectionResetError:
+        # The client hung up mid-body: an ordinary event, not a daemon error to log with a
+        # traceback. Nothing was stored; there is nobody left to read this answer.
+        raise BadRequest("the connection was lost before the whole body arrived") from None
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 

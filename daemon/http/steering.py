@@ -94,7 +94,9 @@ class Steering:
     async def attach(self, request: web.Request) -> web.Response:
         name = parse.channel_name(request)
         try:
-            claim = Claim.from_json(await request.json())
+            claim = Claim.from_json(
+                p.loads_json(await parse.read_body(request, parse.MAX_CONTROL_BODY))
+            )
         except ValueError as exc:
             raise BadRequest(f"bad producer claim: {exc}") from None
         try:

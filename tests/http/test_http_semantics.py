@@ -332,7 +332,13 @@ async def test_health_and_channel_listing() -> None:
     async with serve() as s:
         c = s.client
         health = await (await c.get("/v1/health")).json()
-        assert health == {"ok": True, "version": health["version"], "fsync": "never"}
+        assert health == {
+            "ok": True,
+            "version": health["version"],
+            "fsync": "never",
+            "tasks": health["tasks"],
+        }
+        assert isinstance(health["tasks"], int) and health["tasks"] >= 1  # this request's own
         await put(c, "b/two", b"xy")
         await put(c, "a", b"")
         listing = await (await c.get("/v1/channels")).json()

@@ -93,7 +93,7 @@ def read_checkpoint_blocking(disk: Disk, chan_dir: str, path: str, size: int) ->
     FileNotFoundError when there is no checkpoint. Quiet: listings use it too."""
     data = disk.read_small(os.path.join(chan_dir, CHECKPOINT_FILE), 64 << 20)
     found = decode_checkpoint(data, path)
-    if found is None or found[0].size > size:
+    if found is None or not 0 <= found[0].size <= size:
         return None
     tail, crc = found
     if probe_crc(disk.read_range(path, *probe_range(tail.size))) != crc:

@@ -111,6 +111,16 @@ class Segment:
             self.bad_pos, self.bad_seq = pos, seq
 
 
+def decode_batch(rec: memoryview) -> DataRecord:
+    """A DATA record after the STATE prefix. Any other kind is corruption (as recovery and
+    fsck see it), so the index and the reader never disagree about which records hold
+    messages: the index used to skip an unknown kind that the reader decoded as DATA."""
+    kind = record_kind(rec)
+    if kind != KIND_DATA:
+        raise RecordError(f"unexpected record kind {kind}")
+    return decode_data(rec)
+
+
 @dataclass
 class IndexScan:
     entries: list[tuple[int, int]] = field(default_factory=list)
@@ -132,10 +142,10 @@ def index_blocking(
     scanner = Scanner(lambda off, n: disk.pread(fd, n, off), 0, size, max_record)
     last_pos = -INDEX_EVERY
     for pos, rec in scanner:
-        if record_kind(rec) != KIND_DATA:
+        if record_kind(rec) == KIND_STATE:
             continue
         try:
-            dr = decode_data(rec)
+            dr = decode_batch(rec)
         except RecordError as exc:
             scanner.error = str(exc)
             scanner.pos = pos
@@ -203,7 +213,7 @@ def read_blocking(disk: Disk, fd: int, plan: ReadPlan) -> SegmentRead:
         if record_kind(rec) == KIND_STATE:
             continue
         try:
-            dr = decode_data(rec)
+            dr = decode_batch(rec)
             if dr.first_seq != expect:
                 raise RecordError(f"record starts at seq {dr.first_seq}, expected {expect}")
         except RecordError as exc:

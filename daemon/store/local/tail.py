@@ -108,5 +108,5 @@ def decode_checkpoint(data: bytes, path: str) -> tuple[TailState, int] | None:
             last_time=float(doc["last_time"]),
         )
         return tail, int(doc["probe_crc"])
-    except (KeyError, TypeError, ValueError):
-        return None
+    except (KeyError, TypeError, ValueError, OverflowError, RecursionError):
+        return None  # e.g. {"size": 1e999}: int(inf) raises OverflowError
