@@ -102,6 +102,12 @@ def pid_file(sock: Path) -> Path:
     return sock.with_suffix(".pid")
 
 
+def web_request_file(sock: Path) -> Path:
+    """Beside the socket: the web view's TCP listener was asked for (``chanctl web``), so the
+    daemon on ``sock`` opens it again at start-up."""
+    return sock.with_suffix(".web.json")
+
+
 def data_dir() -> Path:
     """Channel data: ``$CHANCTL_DATA_DIR`` or the platform's user data directory."""
     raw = os.environ.get(ENV_DATA_DIR, "")

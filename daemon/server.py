@@ -248,7 +248,9 @@ async def _serve(settings: Settings, claim: Claim) -> int:
         runner = _make_runner(app, settings)
         web_tcp.attach(runner)
         await runner.setup()
-        for sock in (claim.unix, claim.tcp):
+        listeners = (claim.unix, claim.tcp)
+        await web_tcp.reopen()  # the web view's listener, if an earlier daemon had opened it
+        for sock in listeners:
             if sock is not None:
                 timeout = settings.limits.header_read_timeout_s
                 deadline = settings.limits.write_deadline_s

@@ -5,6 +5,11 @@ Over the unix socket, the daemon is asked to open its loopback TCP listener if i
 address and ``CHANCTL_TOKEN`` are used as they are. The token travels in the URL fragment
 (``#token=``), which browsers never send to a server; see ``daemon/http/web.py``.
 
+The daemon remembers that its listener was asked for and opens it again, on the same port, when
+it restarts, so an open page reconnects by itself. ``chanctl web --stop`` closes the listener,
+cuts the page's connections and forgets that request (``DELETE /v1/web``); with no daemon
+running it only forgets, without starting one.
+
 Opening a browser with that URL would put the token on the browser's command line, which other
 users can read in /proc. So, as Jupyter does, we open a 0600 redirect file instead, and the
 URL itself only reaches the browser through that file.
@@ -47,10 +52,19 @@ def web(
             "--open/--no-open", help="Open a browser (default: when a desktop session is found)."
         ),
     ] = None,
+    stop: Annotated[
+        bool,
+        typer.Option(
+            "--stop", help="Close the TCP listener opened for the web view, and keep it closed."
+        ),
+    ] = False,
     quiet: QuietOpt = False,
     url: UrlOpt = None,
 ) -> None:
     """Print the URL of the live web view (channel list, or one channel) and open it."""
+    if stop:
+        _stop(url, quiet)
+        return
     client = make_client(url, quiet)
     base, token = _access(client)
     if name is not None:
@@ -104,6 +118,42 @@ def _access(client: Client) -> tuple[str, str]:
             status=resp.status,
         )
     return str(doc["url"]).removesuffix("/ui/"), str(doc["token"])
+
+
+def _stop(url: str | None, quiet: bool) -> None:
+    """Close the on-demand listener; never starts a daemon just to close it."""
+    from .._core import Request
+    from ..client import Client
+    from ..errors import DaemonUnavailable
+    from ..transport import Transport
+    from ._common import Globals
+
+    client = Client(url or Globals.url, autostart=False)
+    ep = client.endpoint
+    if ep.socket_path is None:
+        raise ConfigError(
+            "`chanctl web --stop` talks to the daemon over its unix socket",
+            hint="run it on the daemon's machine, without --url http://...",
+        )
+    transport = Transport(ep, timeout=10.0)
+    try:
+        resp = client.send_via(transport, Request("DELETE", WEB_PATH))
+    except DaemonUnavailable:  # nothing is listening: only the next start must not reopen it
+        from .. import paths
+
+        paths.web_request_file(Path(ep.socket_path)).unlink(missing_ok=True)
+        if not quiet:
+            sys.stderr.write("chanctl: no daemon runs; its web view will stay closed\n")
+        return
+    finally:
+        transport.close()
+    if resp.status != 204:
+        raise RequestFailed(
+            f"the daemon cannot close the web view: {_json(resp.body).get('error') or resp.status}",
+            status=resp.status,
+        )
+    if not quiet:
+        sys.stderr.write("chanctl: the web view's TCP listener is closed\n")
 
 
 def _json(body: bytes | None) -> dict[str, object]:

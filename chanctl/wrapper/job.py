@@ -1,7 +1,8 @@
 """What can be done to the running job, from any thread: signals, stop, stdin.
 
 Every action goes to the job's whole process group (it has its own, see ``spawn``), so a job
-that is a shell script with children is stopped, paused or signalled as a whole. The main
+that is a shell script with children is stopped, paused or signalled as a whole; through
+``JobGroup``, which never signals a recycled pid (see ``jobgroup``). The main
 thread owns the waiting and reaping; this object only acts and remembers what it promised:
 ``stop`` and ``kill`` are acknowledged once the job has exited (so ``send --wait stop`` returns
 when the job is really gone), everything else as soon as it is done.
@@ -18,14 +19,14 @@ from collections.abc import Callable
 
 from .._steering import Ack
 from .commands import Command
-from .spawn import Child, signal_group
+from .spawn import Child
 
 PostAck = Callable[[Ack], None]
 
 
 class Job:
     def __init__(self, child: Child, post_ack: PostAck, stop_signal: int, stop_timeout: float):
-        self.pgid = child.pid
+        self.group = child.group
         self.post_ack = post_ack
         self.stop_signal = stop_signal
         self.stop_timeout = stop_timeout
@@ -46,7 +47,7 @@ class Job:
         else:
             signum = {"pause": signal.SIGSTOP, "resume": signal.SIGCONT}.get(cmd.verb, cmd.signum)
             assert signum is not None
-            ok = not self.exited.is_set() and signal_group(self.pgid, signum)
+            ok = not self.exited.is_set() and self.group.signal(signum)
             detail = signal.Signals(signum).name if ok else "the job has already exited"
             self.post_ack(Ack(offset, cmd.verb, ok, detail))
 
@@ -62,18 +63,18 @@ class Job:
             signum = self.stop_signal if signum is None else signum
             if signum != signal.SIGKILL and self.kill_at is None:
                 self.kill_at = time.monotonic() + self.stop_timeout
-        signal_group(self.pgid, signum)
+        self.group.signal(signum)
         if signum != signal.SIGKILL:
-            signal_group(self.pgid, signal.SIGCONT)  # a paused job must wake up to stop
+            self.group.signal(signal.SIGCONT)  # a paused job must wake up to stop
 
     def forward(self, signum: int) -> None:
         """A signal the wrapper itself received, passed on exactly once."""
-        signal_group(self.pgid, signum)
+        self.group.signal(signum)
 
     def kill_if_due(self, now: float) -> None:
         if self.kill_at is not None and now >= self.kill_at:
             self.kill_at = None
-            signal_group(self.pgid, signal.SIGKILL)
+            self.group.signal(signal.SIGKILL)
 
     def finished(self, status: str) -> None:
         """The job is gone: answer the stops and kills waiting for that."""

@@ -22,6 +22,8 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from .jobgroup import JobGroup, read_stat
+
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 F_SETPIPE_SZ = 1031
@@ -52,31 +54,72 @@ except OSError as exc:
 # wrapper just long enough to end the *whole* group (the death signal reaches the job's leader
 # only; a shell script's own children would live on). It sleeps until the wrapper dies, then
 # SIGTERMs the group and SIGKILLs what is left after GUARD_GRACE seconds. At a normal end the
-# wrapper SIGKILLs it.
+# wrapper SIGKILLs it. Like the wrapper (``jobgroup``), it never signals a group id that may
+# have been recycled: it takes the processes of the group that started after the job's leader,
+# pins each with a pidfd, checks it again and signals it through the pidfd; nobody at all if
+# the leader's pid now belongs to a process with another start time. (With the wrapper gone it
+# cannot check that they descend from it.)
 GUARD_GRACE = 1.5
 _GUARD = r"""
 import ctypes, os, signal, sys, time
-pgid, parent, grace = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+pgid, parent, start = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+grace = float(sys.argv[4])
 signal.signal(signal.SIGTERM, lambda *_: None)
 ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM), 0, 0, 0)
 signal.pthread_sigmask(signal.SIG_SETMASK, [])
 if os.getppid() == parent:
     signal.pause()
+
+def stat(pid):
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            raw = f.read()
+        fields = raw[raw.rfind(b")") + 2 :].split()
+        return fields[0], int(fields[2]), int(fields[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+def sweep(signum, done):
+    holder = stat(pgid)
+    if holder is not None and holder[2] != start:
+        return 0
+    left = 0
+    for name in os.listdir("/proc"):
+        seen = stat(name) if name.isdigit() else None
+        if seen is None or seen[0] == b"Z" or seen[1] != pgid or seen[2] < start:
+            continue
+        try:
+            fd = os.pidfd_open(int(name))
+        except OSError:
+            continue
+        try:
+            if stat(name) == seen:
+                left += 1
+                if signum and (name, seen[2]) not in done:
+                    done.add((name, seen[2]))
+                    signal.pidfd_send_signal(fd, signum)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+    return left
+
 end = time.monotonic() + grace
-try:
-    os.killpg(pgid, signal.SIGTERM)
-    while time.monotonic() < end:
-        time.sleep(0.05)
-        os.killpg(pgid, 0)
-    os.killpg(pgid, signal.SIGKILL)
-except ProcessLookupError:
-    pass
+termed, killed = set(), set()
+while sweep(signal.SIGTERM, termed) and time.monotonic() < end:
+    time.sleep(0.05)
+for _ in range(3):
+    if not sweep(signal.SIGKILL, killed):
+        break
+    time.sleep(0.05)
 """
 
 
 def start_guard(pgid: int) -> subprocess.Popen[bytes]:
-    """Start the group guard of the job whose process group is ``pgid``."""
-    argv = [sys.executable, "-I", "-S", "-c", _GUARD, str(pgid), str(os.getpid())]
+    """Start the group guard of the job whose process group is ``pgid`` (its unreaped leader)."""
+    leader = read_stat(pgid)
+    born = str(leader.start if leader is not None else 0)
+    argv = [sys.executable, "-I", "-S", "-c", _GUARD, str(pgid), str(os.getpid()), born]
     return subprocess.Popen(
         [*argv, str(GUARD_GRACE)],
         stdin=subprocess.DEVNULL,
@@ -98,12 +141,14 @@ def stop_guard(guard: subprocess.Popen[bytes]) -> None:
 
 @dataclass
 class Child:
-    """The running job: its pid (also its process group id) and the wrapper's pipe ends."""
+    """The running job: its pid (also its process group id), the wrapper's pipe ends, and
+    its group as the wrapper may signal it (``jobgroup``: never a recycled pid)."""
 
     proc: subprocess.Popen[bytes]
     stdout: int
     stderr: int
     stdin: int
+    group: JobGroup
 
     @property
     def pid(self) -> int:
@@ -132,6 +177,7 @@ def spawn(argv: Sequence[str], env: Mapping[str, str], cwd: str | None = None) -
         process_group=0,  # its own group: stop and forwarded signals reach all of the job
         close_fds=True,
     )
+    group = JobGroup(proc.pid)  # its pidfd, before anything can reap it
     fds: list[int] = []
     for pipe in (proc.stdout, proc.stderr, proc.stdin):
         assert pipe is not None
@@ -142,7 +188,7 @@ def spawn(argv: Sequence[str], env: Mapping[str, str], cwd: str | None = None) -
             fcntl.fcntl(fd, F_SETPIPE_SZ, PIPE_BYTES)
         except OSError:
             pass  # above /proc/sys/fs/pipe-max-size: keep the default 64 KiB
-    return Child(proc, fds[0], fds[1], fds[2])
+    return Child(proc, fds[0], fds[1], fds[2], group)
 
 
 def exit_code(status: int) -> int:
@@ -159,18 +205,3 @@ def signal_name(status: int) -> str | None:
         return signal.Signals(os.WTERMSIG(status)).name
     except ValueError:
         return f"SIG{os.WTERMSIG(status)}"
-
-
-def signal_group(pgid: int, signum: int) -> bool:
-    """Signal the job's process group; False when nobody is left in it."""
-    try:
-        os.killpg(pgid, signum)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # a member changed its credentials (setuid); nothing we can do
-        return True
-    return True
-
-
-def group_alive(pgid: int) -> bool:
-    return signal_group(pgid, 0)

@@ -19,7 +19,7 @@ import time
 
 from .job import Job
 from .pump import Pump
-from .spawn import Child, group_alive
+from .spawn import Child
 
 FORWARDED = (
     signal.SIGTERM,
@@ -45,7 +45,7 @@ def supervise(child: Child, job: Job, pump: Pump) -> int:
     while True:
         now = time.monotonic()
         job.kill_if_due(now)
-        if status is not None and pump.done.is_set() and not group_alive(child.pid):
+        if status is not None and pump.done.is_set() and not child.group.alive():
             return status
         info = signal.sigtimedwait(HANDLED, _timeout(status, job, now))
         if info is None:
@@ -71,7 +71,8 @@ def _reap(child: Child, status: int | None) -> int | None:
     """Collect every child that has exited (the job, and any orphan we inherited)."""
     while True:
         try:
-            pid, wait_status = os.waitpid(-1, os.WNOHANG)
+            with child.group.reaping():  # never between a group signal's check and its send
+                pid, wait_status = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
             return status
         if pid == 0:

@@ -222,6 +222,17 @@ class WebRoutes:
         }
         return web.json_response(body, headers={"Cache-Control": "no-store"})
 
+    async def close_web(self, request: web.Request) -> web.StreamResponse:
+        """``chanctl web --stop``: close the listener ``chanctl web`` opened, and do not open it
+        again at the next start. Over the unix socket only, like ``open_web``."""
+        if _local_port(request) is not None:
+            return error_response(403, "close the web view over the unix socket")
+        if not await self.tcp.close():
+            return error_response(
+                409, "this daemon's TCP listener comes from --listen; restart it without --listen"
+            )
+        return web.Response(status=204)
+
 
 def setup_web(app: web.Application, policy: AccessPolicy, tcp: OnDemandTcp) -> None:
     """Add the web view's routes to ``app`` (before its runner is set up)."""
@@ -231,3 +242,4 @@ def setup_web(app: web.Application, policy: AccessPolicy, tcp: OnDemandTcp) -> N
     app.router.add_get(UI_PREFIX + "/{file}", routes.asset)
     app.router.add_post(SESSION_PATH, routes.session)
     app.router.add_post("/v1/web", routes.open_web)
+    app.router.add_delete("/v1/web", routes.close_web)
