@@ -55,6 +55,7 @@ class Limits:
     sse_max_age_s: float = 60.0
     write_deadline_s: float = 10.0
     header_read_timeout_s: float = 10.0  # slowloris: a request head must arrive within this
+    body_read_timeout_s: float = 30.0  # ... and its body within this of the head (408 beyond)
     shutdown_grace_s: float = 10.0  # SIGTERM: how long in-flight requests get to finish
 
 

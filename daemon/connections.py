@@ -13,6 +13,13 @@ writing (its buffer is over the high-water mark) and, unless it resumes within
 it a reader that never reads would hold its last response (up to a 1 MiB read chunk) and the
 connection forever, even after the handler gave up on it. Clients resume from their offset.
 
+A request body gets a deadline of its own, ``Limits.body_read_timeout_s`` from its head: a
+client that declares a large body and then trickles it (one byte every few seconds) would
+otherwise hold a connection and a handler for as long as it likes. When the body is overdue, the
+handler's next read raises ``RequestTimeout`` (408; nothing is stored, since appends only go to
+the store once the whole body is read) and the unread rest closes the connection. A body that
+arrives steadily but slowly is fine as long as it is complete in time.
+
 It costs next to nothing per request, since every request passes through it: a head only
 notes when it began, and later chunks (bodies included) only get a cheap check that aiohttp's
 parser has not given up inside the body being read (``_check_body``). One timer per
@@ -34,6 +41,7 @@ from aiohttp import StreamReader, web
 from aiohttp.typedefs import Handler, Middleware
 from aiohttp.web_protocol import _ErrInfo
 
+from .errors import RequestTimeout
 from .security import Admit, error_response
 
 log = logging.getLogger(__name__)
@@ -50,14 +58,17 @@ class HeadDeadline(asyncio.Protocol):
         timeout: float,
         tracker: Lifecycle,
         write_deadline: float | None = None,
+        body_timeout: float | None = None,
     ) -> None:
         self._inner = inner
         self._timeout = timeout
         self._tracker = tracker
         self._write_deadline = write_deadline
+        self._body_timeout = body_timeout
         self._transport: asyncio.BaseTransport | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._write_timer: asyncio.TimerHandle | None = None
+        self._body_timer: asyncio.TimerHandle | None = None
         self._since: float | None = None  # loop time the pending head began; None: none pending
         self._busy = False
         self._body: StreamReader | None = None  # the in-flight request's body
@@ -78,10 +89,10 @@ class HeadDeadline(asyncio.Protocol):
         return self._inner.eof_received()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        for timer in (self._timer, self._write_timer):
+        for timer in (self._timer, self._write_timer, self._body_timer):
             if timer is not None:
                 timer.cancel()
-        self._timer = self._write_timer = None
+        self._timer = self._write_timer = self._body_timer = None
         self._tracker.guards.pop(self._inner, None)
         self._inner.connection_lost(exc)
 
@@ -112,10 +123,18 @@ class HeadDeadline(asyncio.Protocol):
         self._since = None
         self._body = body
         self._check_body()
+        # Usually the whole body came with the head (no timer at all); only larger or slower
+        # bodies arm one.
+        if body is not None and not body.is_eof() and self._body_timeout is not None:
+            loop = asyncio.get_running_loop()
+            self._body_timer = loop.call_later(self._body_timeout, self._body_overdue, body)
 
     def response_done(self) -> None:
         self._busy = False
         self._body = None
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
         self.__dict__.pop("data_received", None)  # the next chunk begins a head again
 
     def _chunk_received(self, data: bytes) -> None:
@@ -123,6 +142,14 @@ class HeadDeadline(asyncio.Protocol):
         self._inner.data_received(data)
         if self._body is not None:
             self._check_body()
+
+    def _body_overdue(self, body: StreamReader) -> None:
+        self._body_timer = None
+        if body is self._body and not body.is_eof():
+            log.info("request body not complete within %.0fs", self._body_timeout)
+            body.set_exception(
+                RequestTimeout(f"the request body did not arrive within {self._body_timeout:g}s")
+            )
 
     def _check_body(self) -> None:
         """Close the connection when aiohttp's parser gave up inside the body the handler is
@@ -170,7 +197,7 @@ class GuardedSite(web.BaseSite):
     server set the umask for ``bind`` and check the path beforehand.
     """
 
-    __slots__ = ("_sock", "_name", "_tracker", "_timeout", "_write_deadline")
+    __slots__ = ("_sock", "_name", "_tracker", "_timeout", "_write_deadline", "_body_timeout")
 
     def __init__(
         self,
@@ -179,12 +206,14 @@ class GuardedSite(web.BaseSite):
         tracker: Lifecycle,
         timeout: float,
         write_deadline: float | None = None,
+        body_timeout: float | None = None,
     ) -> None:
         super().__init__(runner)
         self._sock = sock
         self._tracker = tracker
         self._timeout = timeout
         self._write_deadline = write_deadline
+        self._body_timeout = body_timeout
         if sock.family == socket.AF_UNIX:
             self._name = f"unix:{sock.getsockname()}"
         else:
@@ -200,9 +229,10 @@ class GuardedSite(web.BaseSite):
         server = self._runner.server
         assert server is not None, "runner.setup() must run first"
         tracker, timeout, write_deadline = self._tracker, self._timeout, self._write_deadline
+        body_timeout = self._body_timeout
 
         def factory() -> asyncio.Protocol:
-            return HeadDeadline(server(), timeout, tracker, write_deadline)
+            return HeadDeadline(server(), timeout, tracker, write_deadline, body_timeout)
 
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(factory, sock=self._sock, backlog=self._backlog)

@@ -44,6 +44,12 @@ class Conflict(StreamError):
     status = 409
 
 
+class RequestTimeout(StreamError):
+    """The request body did not arrive within ``Limits.body_read_timeout_s``."""
+
+    status = 408
+
+
 class Gone(StreamError):
     """Soft-deleted channels and offsets below the retained data."""
 

@@ -254,7 +254,9 @@ async def _serve(settings: Settings, claim: Claim) -> int:
             if sock is not None:
                 timeout = settings.limits.header_read_timeout_s
                 deadline = settings.limits.write_deadline_s
-                await GuardedSite(runner, sock, lifecycle, timeout, deadline).start()
+                body_timeout = settings.limits.body_read_timeout_s
+                site = GuardedSite(runner, sock, lifecycle, timeout, deadline, body_timeout)
+                await site.start()
         _announce_ready(settings, claim, store.fsync_policy)
         signum = await stop
         log.info("received %s: shutting down", signal.Signals(signum).name)

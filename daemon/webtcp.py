@@ -155,8 +155,14 @@ class OnDemandTcp:
         # The token is required before the first connection can be accepted.
         self._policy.require_token(token)
         timeout = self._settings.limits.header_read_timeout_s
+        limits = self._settings.limits
         site = GuardedSite(
-            self._runner, sock, self._lifecycle, timeout, self._settings.limits.write_deadline_s
+            self._runner,
+            sock,
+            self._lifecycle,
+            timeout,
+            limits.write_deadline_s,
+            limits.body_read_timeout_s,
         )
         try:
             await site.start()

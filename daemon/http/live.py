@@ -260,7 +260,13 @@ class _SseStream:
             await self.resp.write(data)
 
     def _events(self, chunk: Chunk) -> bytes:
-        control = sse.control_event(chunk.next_seq, self._cursor(), chunk.up_to_date, chunk.closed)
+        """Data events of at most ``sse.EVENT_BYTES`` each, every one followed by its control
+        event, so a reader cut by the write deadline keeps every event it got whole."""
+        cursor = self._cursor()
         if chunk.empty:
-            return control
-        return sse.data_event(chunk, self.encoding) + control
+            return sse.control_event(chunk.next_seq, cursor, chunk.up_to_date, chunk.closed)
+        return b"".join(
+            sse.data_event(part, self.encoding)
+            + sse.control_event(part.next_seq, cursor, part.up_to_date, part.closed)
+            for part in sse.pieces(chunk)
+        )
