@@ -43,6 +43,7 @@ FAILPOINT_NAMES = frozenset(
         "retention.after_unlink_before_dirsync",
         "meta.before_replace",
         "recovery.before_truncate",
+        "fsck.before_truncate",
     }
 )
 _ERRNOS = {"EIO": errno.EIO, "ENOSPC": errno.ENOSPC, "EDQUOT": errno.EDQUOT}
@@ -124,7 +125,9 @@ def _parse_action(part: str, text: str, at_hit: int | None) -> _Action:
 
 
 class Disk:
-    """Plain POSIX file operations; subclass or wrap to record or inject faults."""
+    """Plain POSIX file operations; subclass or wrap to record or inject faults. Every
+    mutation is one overridable method (composites such as ``write_atomic`` call them), so a
+    recording subclass (tests/reliability/crashfs.py) sees each create, write and rename."""
 
     def __init__(self, failpoints: Failpoints | None = None) -> None:
         self.failpoints = failpoints if failpoints is not None else Failpoints.from_env()
@@ -212,14 +215,23 @@ class Disk:
 
     def write_new(self, path: str, data: bytes, sync: bool) -> None:
         """Create ``path`` (must not exist) holding ``data``, fsynced when ``sync``."""
+        fd = self.create_new(path)
+        try:
+            self.write_all(fd, [data])
+            if sync:
+                self.fsync(fd)
+        finally:
+            self.close(fd)
+
+    def create_new(self, path: str) -> int:
+        """Create ``path`` (must not exist) for writing, mode 0600 whatever the umask."""
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _BASE_FLAGS, FILE_MODE)
         try:
             os.fchmod(fd, FILE_MODE)
-            self._write_loop(fd, [data])
-            if sync:
-                os.fsync(fd)
-        finally:
+        except BaseException:
             os.close(fd)
+            raise
+        return fd
 
     def write_atomic(self, path: str, data: bytes, sync: bool = True) -> None:
         """Replace ``path`` with ``data`` atomically: temp file, fsync, rename, fsync dir. A crash
@@ -229,7 +241,7 @@ class Disk:
         try:
             self.write_new(tmp, data, sync)
             self.hit("meta.before_replace")
-            os.replace(tmp, path)
+            self.replace(tmp, path)
         except BaseException:
             self.remove_if_exists(tmp)
             raise
@@ -290,12 +302,15 @@ class Disk:
     def rename(self, src: str, dst: str) -> None:
         os.rename(src, dst)
 
+    def replace(self, src: str, dst: str) -> None:
+        os.replace(src, dst)
+
     def unlink(self, path: str) -> None:
         os.unlink(path)
 
     def remove_if_exists(self, path: str) -> None:
         try:
-            os.unlink(path)
+            self.unlink(path)
         except FileNotFoundError:
             pass
 
