@@ -33,9 +33,10 @@ stopped, and turns away requests that arrive on kept-alive connections while dra
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from aiohttp import StreamReader, web
 from aiohttp.typedefs import Handler, Middleware
@@ -72,6 +73,7 @@ class HeadDeadline(asyncio.Protocol):
         self._since: float | None = None  # loop time the pending head began; None: none pending
         self._busy = False
         self._body: StreamReader | None = None  # the in-flight request's body
+        self.on_lost: Callable[[], None] | None = None  # set by a live read (``on_disconnect``)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport
@@ -95,6 +97,9 @@ class HeadDeadline(asyncio.Protocol):
         self._timer = self._write_timer = self._body_timer = None
         self._tracker.guards.pop(self._inner, None)
         self._inner.connection_lost(exc)
+        if self.on_lost is not None:
+            callback, self.on_lost = self.on_lost, None
+            callback()
 
     def pause_writing(self) -> None:
         if self._write_deadline is not None and self._write_timer is None:
@@ -188,6 +193,32 @@ class HeadDeadline(asyncio.Protocol):
             return
         log.info("closed a connection: no complete request head within %.0fs", self._timeout)
         transport.close()
+
+
+@contextlib.contextmanager
+def on_disconnect(request: web.BaseRequest, callback: Callable[[], None]) -> Iterator[bool]:
+    """Call ``callback`` if the request's connection is lost while the block runs; yields
+    False when it is already gone.
+
+    aiohttp does not cancel a handler whose client went away (``handler_cancellation`` would
+    cancel every handler, appends included), so a live read sleeping until new data or its
+    timeout would hold its slot for up to 30 s after its client vanished: a client reconnecting
+    in a loop would fill the live-reader caps with dead connections. The guard already sees
+    ``connection_lost``; this is how a live read hears of it, at no cost while it waits."""
+    transport = request.transport
+    if transport is None or transport.is_closing():
+        yield False
+        return
+    guard = transport.get_protocol()
+    if not isinstance(guard, HeadDeadline):  # a listener without the guard: nothing to hook
+        yield True
+        return
+    guard.on_lost = callback
+    try:
+        yield True
+    finally:
+        if guard.on_lost is callback:
+            guard.on_lost = None
 
 
 class GuardedSite(web.BaseSite):

@@ -5,7 +5,9 @@ Both hold a request open, so both count against ``Limits.max_live_readers`` and,
 script cannot take every slot), and both are ended when the application shuts down. A waiting
 reader costs no polling: it sleeps in ``store.wait``, which wakes it as soon as an append is
 durable; what it then sends is read from the store, so a reader never sees data that could still
-be lost.
+be lost. A reader whose client disconnects ends at once (``connections.on_disconnect``), without
+writing: otherwise it would hold its slot until new data or its timeout, and a client that
+reconnects in a loop would fill the caps with dead connections.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from chanctl.protocol import (
 )
 
 from ..config import Settings
+from ..connections import on_disconnect
 from ..errors import Overloaded, StreamError
 from ..model import Chunk
 from ..service import StreamService
@@ -54,6 +57,7 @@ class LiveReads:
         self.stopping = asyncio.Event()
         self._parked: set[asyncio.Task[Any]] = set()  # readers inside wait()
         self._interrupted: set[asyncio.Task[Any]] = set()  # ... that shutdown() cancelled
+        self._gone: set[asyncio.Task[Any]] = set()  # readers whose client disconnected
 
     @contextlib.contextmanager
     def _slot(self, request: web.Request, name: str) -> Iterator[None]:
@@ -78,12 +82,24 @@ class LiveReads:
         if peer is not None:
             self.peers[peer] += 1
         try:
-            yield
+            with on_disconnect(request, lambda: self._client_gone(task)) as connected:
+                if not connected:
+                    self._gone.add(task)
+                yield
         finally:
+            self._gone.discard(task)
             self.active.discard(task)
             _decrement(self.readers, name)
             if peer is not None:
                 _decrement(self.peers, peer)
+
+    def _client_gone(self, task: asyncio.Task[Any]) -> None:
+        """The reader's connection is lost: a parked reader is cancelled now (``wait`` lets the
+        cancellation end its handler, which frees the slot), a busy one at its next ``wait``;
+        one that is writing gets a ConnectionError from the write itself."""
+        self._gone.add(task)
+        if task in self._parked:
+            task.cancel()
 
     async def shutdown(self) -> None:
         """End every live read with a proper response (long-poll 204, SSE stream ended after
@@ -104,16 +120,19 @@ class LiveReads:
         It waits in the reader's own task, which ``shutdown`` cancels to end the wait: every
         live message passes through here, and racing the wait against a stop event costs two
         more tasks and loop iterations per message. A cancellation from anywhere else (or on
-        top of ours) still propagates."""
+        top of ours) still propagates, and so does ours when the client has disconnected: the
+        handler ends without writing anything, and its slot is free at once."""
         if self.stopping.is_set():
             return False
         task = asyncio.current_task()
         assert task is not None
+        if task in self._gone:
+            raise asyncio.CancelledError("the client disconnected")
         self._parked.add(task)
         try:
             return await self.service.wait(st, seq, timeout)
         except asyncio.CancelledError:
-            if task not in self._interrupted or task.uncancel() > 0:
+            if task in self._gone or task not in self._interrupted or task.uncancel() > 0:
                 raise
             return False
         finally:
