@@ -219,9 +219,11 @@ def test_r3_survives_emfile(tenv: TestEnv, start_daemon: StartDaemon) -> None:
     conns: list[socket.socket] = []
     backlog_full = 0
     with _enough_fds(1024):
-        # Connect until the daemon is at its limit and the listen backlog is full as well.
+        # Connect until the listen backlog is full *while* the daemon is at its limit: only
+        # then are connections waiting that it must try (and fail) to accept.
         deadline = time.monotonic() + 20
-        while not (backlog_full and num_fds(d.pid) >= 255):
+        starved = False
+        while not starved:
             assert time.monotonic() < deadline, f"daemon at {num_fds(d.pid)} fds"
             s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             s.setblocking(False)
@@ -230,6 +232,7 @@ def test_r3_survives_emfile(tenv: TestEnv, start_daemon: StartDaemon) -> None:
             except BlockingIOError:  # the listen backlog is full
                 backlog_full += 1
                 s.close()
+                starved = num_fds(d.pid) >= 255
                 time.sleep(0.01)
                 continue
             conns.append(s)
@@ -242,7 +245,12 @@ def test_r3_survives_emfile(tenv: TestEnv, start_daemon: StartDaemon) -> None:
         wait_for(d.healthy, 10, "the daemon to serve again")
         back_s = time.monotonic() - t0
     usage = sampler.usage
-    logged = [line for line in d.stderr.splitlines() if "cannot accept" in line]
+
+    def accept_failures() -> list[str]:
+        return [line for line in d.stderr.splitlines() if "cannot accept" in line]
+
+    wait_for(lambda: bool(accept_failures()), 5, "the daemon to log its failed accept()")
+    logged = accept_failures()
     print(
         f"\nR3 EMFILE: {len(conns)} connections held ({backlog_full} found the backlog full); "
         f"daemon at {usage.fds_max} fds used {usage.cpu_cores:.3f} cores while starved; "

@@ -8,6 +8,7 @@ on the raw request/reply API; their replies are the documented JetStream JSON an
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import ssl
@@ -100,20 +101,30 @@ async def connect(ns: NatsSettings, closing: Callable[[], bool] = lambda: False)
 
 
 async def _check_jetstream(nc: Client, ns: NatsSettings) -> None:
+    """Refuse to start without JetStream, but give a cluster that is electing its meta leader
+    (a node was just lost or restarted) time to answer: until then every server says "no
+    responders", exactly like a server without JetStream, so one answer cannot tell them apart.
+    """
     import nats.errors
 
-    try:
-        reply = await nc.request(f"{API}.INFO", b"", timeout=ns.request_timeout_s)
-        doc = json.loads(reply.data)
-    except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
-        doc = {"error": {"description": "no JetStream responder"}}
-    if "error" in doc:
-        await nc.close()
-        raise ConfigError(
-            f"JetStream is not enabled on NATS at {', '.join(ns.servers)} "
-            f"({doc['error'].get('description', 'unavailable')})",
-            hint="start nats-server with -js, or a `jetstream { ... }` block in its config",
-        )
+    deadline = asyncio.get_running_loop().time() + 2 * ns.connect_timeout_s
+    while True:
+        try:
+            reply = await nc.request(f"{API}.INFO", b"", timeout=ns.request_timeout_s)
+            doc = json.loads(reply.data)
+        except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
+            doc = {"error": {"description": "no JetStream responder"}}
+        if "error" not in doc:
+            return
+        if asyncio.get_running_loop().time() >= deadline:
+            break
+        await asyncio.sleep(0.25)
+    await nc.close()
+    raise ConfigError(
+        f"JetStream is not enabled on NATS at {', '.join(ns.servers)} "
+        f"({doc['error'].get('description', 'unavailable')})",
+        hint="start nats-server with -js, or a `jetstream { ... }` block in its config",
+    )
 
 
 class Api:
