@@ -5,4 +5,5 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 export CHANCTL_LONG=1 PYTHONSAFEPATH=1
-exec pytest -m "long or not long" --timeout 0 tests/reliability tests/http tests/daemon "$@"
+exec pytest -m "long or not long" --timeout 0 tests/reliability tests/http tests/daemon \
+  tests/store/test_store_model.py "$@"

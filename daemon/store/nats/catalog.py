@@ -75,7 +75,9 @@ class Catalog:
     async def start(self) -> None:
         """Open (or create) the bucket and load every entry before returning."""
         self._kv = await open_bucket(self.js, self.bucket, self.replicas)
-        self._watch = KvFollower(self.kv, "c.>", lambda u: self._apply(u.key, u.value, u.operation))
+        self._watch = KvFollower(
+            self.js, self.kv, "c.>", lambda u: self._apply(u.key, u.value, u.operation)
+        )
         await self._watch.start()
 
     async def stop(self) -> None:

@@ -29,7 +29,8 @@ log = logging.getLogger("chanctl.store.nats")
 class KvTable:
     shared = True
 
-    def __init__(self, kv: KeyValue, prefix: str) -> None:
+    def __init__(self, js: JetStreamContext, kv: KeyValue, prefix: str) -> None:
+        self.js = js
         self.kv = kv
         self.prefix = prefix
         self.on_change: ChangeHook = lambda key, doc: None
@@ -44,6 +45,7 @@ class KvTable:
     async def start(self) -> None:
         """Load every document, then follow changes until ``stop``."""
         self._watch = KvFollower(
+            self.js,
             self.kv,
             f"{self.prefix}.>",
             lambda u: self._apply(u.key, u.value, u.operation, u.revision or 0),
@@ -109,7 +111,7 @@ class KvTable:
 async def open_tables(js: JetStreamContext, namespace: str, replicas: int) -> list[KvTable]:
     """The cursor and producer tables of ``namespace``, loaded and followed (in that order)."""
     kv = await open_bucket(js, f"{namespace}_chanctl_side", replicas)
-    tables = [KvTable(kv, "cursors"), KvTable(kv, "producers")]
+    tables = [KvTable(js, kv, "cursors"), KvTable(js, kv, "producers")]
     for table in tables:
         await table.start()
     return tables
