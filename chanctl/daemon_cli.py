@@ -12,9 +12,12 @@ import dataclasses
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+if TYPE_CHECKING:
+    from .daemon.options import DaemonOptions
 
 daemon_app = typer.Typer(
     help="Start, stop and inspect the chanctl daemon; install it as a service.",
@@ -96,6 +99,14 @@ NatsSyncOpt = Annotated[
     str | None,
     typer.Option("--nats-sync", metavar="POLICY", help="The NATS servers' sync_interval."),
 ]
+LimitOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--limit",
+        metavar="NAME=VALUE",
+        help="Change one resource limit (repeatable), e.g. max_live_readers=256.",
+    ),
+]
 WaitOpt = Annotated[
     float, typer.Option("--wait", metavar="SECONDS", help="How long to wait until it answers.")
 ]
@@ -118,6 +129,19 @@ def _say(text: str, quiet: bool) -> None:
         sys.stderr.write(text + "\n")
 
 
+def daemon_options(flags: dict[str, Any]) -> DaemonOptions:
+    """The daemon's options from a command's own parameters (its ``locals()``): `daemon start`
+    and `daemon install` take the same daemon flags, named as the ``DaemonOptions`` fields
+    (``limit`` gathers ``--limit``), so the mapping is written once."""
+    from .daemon.options import DaemonOptions
+
+    names = {f.name for f in dataclasses.fields(DaemonOptions)}
+    given = {k: v for k, v in flags.items() if k in names}
+    for key in ("data_dir", "socket"):
+        given[key] = str(flags[key]) if flags.get(key) else None
+    return DaemonOptions(**given, limits=tuple(flags.get("limit") or ()))
+
+
 @daemon_app.command("start")
 def daemon_start(
     foreground: ForegroundOpt = False,
@@ -138,35 +162,17 @@ def daemon_start(
     nats_tls_key: NatsKeyOpt = None,
     nats_namespace: NatsNamespaceOpt = None,
     nats_sync: NatsSyncOpt = None,
+    limit: LimitOpt = None,
     wait: WaitOpt = 15.0,
     quiet: QuietOpt = False,
 ) -> None:
     """Start the daemon in the background (or with --foreground)."""
+    opts = daemon_options(locals())  # first: locals() is exactly the command's parameters
     import os
 
     from . import daemonctl, paths
-    from .daemon.options import DaemonOptions, build_settings, to_argv
+    from .daemon.options import build_settings, to_argv
 
-    opts = DaemonOptions(
-        foreground=foreground,
-        listen=listen,
-        no_auth=no_auth,
-        data_dir=str(data_dir) if data_dir else None,
-        fsync=fsync,
-        socket=str(socket) if socket else None,
-        long_poll_timeout=long_poll_timeout,
-        store=store,
-        max_age=max_age,
-        max_bytes=max_bytes,
-        max_messages=max_messages,
-        replicas=replicas,
-        nats_creds=nats_creds,
-        nats_tls_ca=nats_tls_ca,
-        nats_tls_cert=nats_tls_cert,
-        nats_tls_key=nats_tls_key,
-        nats_namespace=nats_namespace,
-        nats_sync=nats_sync,
-    )
     settings = build_settings(opts)  # validates every flag before anything is spawned
     assert settings.socket_path is not None
     if foreground:

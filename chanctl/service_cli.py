@@ -18,6 +18,7 @@ import typer
 from .daemon_cli import (
     DataDirOpt,
     FsyncOpt,
+    LimitOpt,
     ListenOpt,
     LongPollOpt,
     MaxAgeOpt,
@@ -37,6 +38,7 @@ from .daemon_cli import (
     _say,
     _socket,
     daemon_app,
+    daemon_options,
 )
 from .errors import UsageError
 
@@ -65,33 +67,16 @@ def daemon_install(
     nats_tls_key: NatsKeyOpt = None,
     nats_namespace: NatsNamespaceOpt = None,
     nats_sync: NatsSyncOpt = None,
+    limit: LimitOpt = None,
     no_enable: NoEnableOpt = False,
     dry_run: DryRunOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Run the daemon as a systemd user service (launchd agent on macOS), socket-activated."""
+    opts = daemon_options(locals())  # first: locals() is exactly the command's parameters
     from . import install, paths, units
-    from .daemon.options import DaemonOptions, build_settings, to_argv
+    from .daemon.options import build_settings, to_argv
 
-    opts = DaemonOptions(
-        listen=listen,
-        no_auth=no_auth,
-        data_dir=str(data_dir) if data_dir else None,
-        fsync=fsync,
-        socket=str(socket) if socket else None,
-        long_poll_timeout=long_poll_timeout,
-        store=store,
-        max_age=max_age,
-        max_bytes=max_bytes,
-        max_messages=max_messages,
-        replicas=replicas,
-        nats_creds=nats_creds,
-        nats_tls_ca=nats_tls_ca,
-        nats_tls_cert=nats_tls_cert,
-        nats_tls_key=nats_tls_key,
-        nats_namespace=nats_namespace,
-        nats_sync=nats_sync,
-    )
     settings = build_settings(opts)  # every flag validated before anything is written
     assert settings.socket_path is not None
     fixed = dataclasses.replace(  # absolute, and independent of the service's environment

@@ -8,13 +8,15 @@ the daemon with ``to_argv``.
 from __future__ import annotations
 
 import dataclasses
+import json
 import subprocess
 import sys
 
+import psutil
 import pytest
 from chanctl.daemon.config import Limits
 from chanctl.daemon.options import build_settings, parse_argv, to_argv
-from daemonkit import TestEnv
+from daemonkit import TestEnv, cli
 
 from chanctl.errors import UsageError
 
@@ -60,3 +62,23 @@ def test_the_daemon_refuses_to_start_with_an_unknown_limit(tenv: TestEnv) -> Non
     assert res.returncode != 0
     assert "invalid --limit 'nope=1'" in res.stderr
     assert all(f.name in res.stderr for f in dataclasses.fields(Limits)), res.stderr
+
+
+def test_cli_start_and_install_pass_limits_on(tenv: TestEnv) -> None:
+    """`chanctl daemon start` and `daemon install` take --limit too, check it before spawning
+    or writing anything, and hand it to the daemon they start or the unit they write."""
+    bad = cli(tenv, "daemon", "start", "--limit", "nope=1")
+    assert bad.returncode == 2, bad.stderr
+    assert "invalid --limit 'nope=1'" in bad.stderr
+    assert not tenv.socket.exists()
+    unit = cli(tenv, "daemon", "install", "--dry-run", "--limit", "max_live_readers=5")
+    assert unit.returncode == 0, unit.stderr
+    assert "--limit max_live_readers=5" in unit.stdout
+    started = cli(tenv, "daemon", "start", "--store", "memory", "--limit", "max_live_readers=5")
+    assert started.returncode == 0, started.stderr
+    try:
+        pid = int(json.loads(cli(tenv, "daemon", "status", "--json").stdout)["pid"])
+        cmdline = psutil.Process(pid).cmdline()
+        assert cmdline[cmdline.index("--limit") + 1] == "max_live_readers=5", cmdline
+    finally:
+        cli(tenv, "daemon", "stop")
