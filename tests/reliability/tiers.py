@@ -1,7 +1,7 @@
 """Two tiers for the reliability suite (reliability.md section 5.3).
 
 Tier 1 runs in every CI run and must stay within about 8 minutes on 2 cores; tier 2 runs the
-same tests at full scale plus the long-only ones (marked ``long``), behind one command:
+same tests at full scale (the soak for an hour), behind one command:
 
     bash tests/reliability/long.sh
 
