@@ -16,6 +16,7 @@ from aiohttp.typedefs import Handler
 
 from ..errors import StreamError, as_stream_error
 from ..store.base import StoreError
+from .parse import DRAIN_BYTES, drain_body
 
 log = logging.getLogger("chanctl.daemon.http")
 
@@ -56,15 +57,24 @@ async def error_envelope(request: web.Request, handler: Handler) -> web.StreamRe
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return _closing_if_unread(request, from_exception(exc))
+        return await _closing_if_unread(request, from_exception(exc))
     except Exception as exc:
-        return _closing_if_unread(request, from_exception(exc))
+        return await _closing_if_unread(request, from_exception(exc))
 
 
-def _closing_if_unread(request: web.Request, resp: web.Response) -> web.Response:
-    """An error before the body was read (413 on a huge upload) ends the connection: the
-    daemon does not read the rest (see ``lingering_time`` in server.py), so the client must
-    not send its next request on it."""
-    if not request.content.is_eof():
-        resp.force_close()
+async def _closing_if_unread(request: web.Request, resp: web.Response) -> web.Response:
+    """An error before the body was read (413 on a big upload) ends the connection: the daemon
+    does not read on (see ``lingering_time`` in server.py), so the client must not send its
+    next request on it. A moderately big body is still read and discarded *after* the answer
+    went out (``parse.drain_body``), so a client that first sends everything can read it."""
+    if request.content.is_eof():
+        return resp
+    resp.force_close()
+    if request.content_length is not None and request.content_length <= DRAIN_BYTES:
+        try:
+            await resp.prepare(request)
+            await resp.write_eof()
+        except ConnectionError:
+            return resp  # the client is gone: nothing left to answer or drain
+        await drain_body(request)
     return resp

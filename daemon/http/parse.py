@@ -6,6 +6,7 @@ malformed request never has side effects and always gets a 400 that names the of
 
 from __future__ import annotations
 
+import asyncio
 from urllib.parse import unquote, urlsplit
 
 from aiohttp import web
@@ -109,6 +110,11 @@ def live_param(request: web.Request) -> str | None:
 MAX_CONTROL_BODY = 64 * 1024
 
 
+# A refused body declared this large or smaller is read and thrown away after its 413 went out.
+DRAIN_BYTES = 16 * 1024 * 1024
+DRAIN_SECONDS = 2.0
+
+
 async def read_body(request: web.Request, limit: int) -> bytes:
     """The whole request body, refusing (413) anything over ``limit`` bytes: up front when
     Content-Length says so, and while reading when the body is chunked."""
@@ -128,6 +134,24 @@ async def read_body(request: web.Request, limit: int) -> bytes:
         # traceback. Nothing was stored; there is nobody left to read this answer.
         raise BadRequest("the connection was lost before the whole body arrived") from None
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def drain_body(request: web.Request) -> bool:
+    """Read and discard what is left of a refused body, if it was declared no larger than
+    ``DRAIN_BYTES``; True if it was all read. Clients such as a browser's ``fetch`` send the
+    whole body before they look at the answer: were the connection closed with their bytes
+    unread, the kernel would reset it and they would see a network error, not the 413. A huge
+    declared body (1 GiB) is not read: its connection is closed. Costs reading, never memory."""
+    declared = request.content_length
+    if declared is None or declared > DRAIN_BYTES:
+        return False
+    try:
+        async with asyncio.timeout(DRAIN_SECONDS):
+            while await request.content.readany():
+                pass
+    except (TimeoutError, ConnectionError):
+        return False
+    return True
 
 
 def create_request(headers: Headers, name: str) -> CreateRequest:

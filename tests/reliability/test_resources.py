@@ -93,6 +93,28 @@ def test_r1_oversized_bodies_refused_without_reading_them(
     assert read_all(tenv.socket, "r1") == ["before"], "no byte of a refused body is appended"
 
 
+def test_r1_a_client_that_sends_everything_first_still_reads_its_413(
+    tenv: TestEnv, start_daemon: StartDaemon
+) -> None:
+    """Browsers' fetch (and the conformance suite) send a whole 10 MiB body before reading the
+    answer; closing the connection with their bytes unread would reset it, so they would see a
+    network error instead of the 413. Such a body is drained after the answer, and the daemon
+    stays usable; nothing of it is stored."""
+    local_daemon(start_daemon)
+    create_json(tenv.socket, "r1-fetch")
+    body = b"[" + b'"x",' * (10 * 1024 * 1024 // 4) + b'"x"]'
+    with raw_unix(tenv.socket) as s:
+        s.sendall(
+            b"POST /v1/stream/r1-fetch HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )  # all of it, before reading anything: a reset would raise here or below
+        reply = _recv_all(s)
+    assert reply.startswith(b"HTTP/1.1 413"), reply[:200]
+    assert read_all(tenv.socket, "r1-fetch") == []
+    assert append_json(tenv.socket, "r1-fetch", ["after"]) == 204
+
+
 # -- R4: disk full -------------------------------------------------------------------------------
 
 

@@ -17,6 +17,7 @@ Everything here runs on the event loop; methods that need the loop-only invarian
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -337,8 +338,11 @@ class ChannelLog:
             return await fut
         finally:
             timer.cancel()
-            if fut.cancelled() or not fut.result():  # wake() did not take it off the list
-                self._waiters.remove(fut)
+            # Still listed unless wake() took the whole list meanwhile: a reader cancelled
+            # (its client left) or timed out can race a commit's wake-up.
+            if fut.cancelled() or not fut.result():
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(fut)
 
     def watch(self) -> None:
         """A reader follows the channel: keep what gets committed next in memory for it."""
