@@ -13,6 +13,7 @@ import fcntl
 import http.client
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -190,6 +191,23 @@ def cli(
         timeout=timeout,
         stdin=subprocess.DEVNULL,
         cwd=tenv.root,
+    )
+
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def readme_python_blocks(heading: str) -> list[str]:
+    """The ```python examples of one README section (``## heading`` up to the next ``## ``),
+    so tests can run them as printed and the documented calls cannot drift from the code."""
+    section = README.read_text().split(f"## {heading}\n", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```python\n(.*?)```", section, re.S)
+
+
+def run_python(tenv: TestEnv, code: str) -> subprocess.CompletedProcess[str]:
+    """``python -c code`` in the test's chanctl environment, output captured as text."""
+    return subprocess.run(
+        [sys.executable, "-c", code], env=tenv.env, capture_output=True, text=True, timeout=60
     )
 
 

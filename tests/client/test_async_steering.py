@@ -6,13 +6,11 @@ README's async example run as printed."""
 from __future__ import annotations
 
 import asyncio
-import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-from daemonkit import DaemonProcess, StartDaemon, TestEnv
+from daemonkit import DaemonProcess, StartDaemon, TestEnv, readme_python_blocks, run_python
 
 import chanctl
 from chanctl._async_read import AsyncTail
@@ -25,7 +23,6 @@ from chanctl.errors import (
     TimedOut,
 )
 
-README = Path(__file__).resolve().parents[2] / "README.md"
 WAIT_S = 30.0  # generous: CI shares 2 cores; every wait below returns as soon as it can
 
 
@@ -135,16 +132,9 @@ async def test_recv_follow_resumes_across_a_daemon_restart(
 
 
 def test_readme_async_example_runs(daemon: DaemonProcess, tenv: TestEnv) -> None:
-    section = README.read_text().split("## Python library", 1)[1].split("\n## ", 1)[0]
-    blocks = re.findall(r"```python\n(.*?)```", section, re.S)
+    blocks = readme_python_blocks("Python library")
     example = next((b for b in blocks if "AsyncClient" in b), None)
     assert example, "no AsyncClient example in the README's library section"
-    run = subprocess.run(
-        [sys.executable, "-c", example],
-        env=tenv.env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    run = run_python(tenv, example)
     assert run.returncode == 0, run.stderr
     assert run.stdout.splitlines() == ["['signal USR1']", "0"]

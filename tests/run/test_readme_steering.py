@@ -3,26 +3,12 @@ library calls cannot drift from the code."""
 
 from __future__ import annotations
 
-import re
-import subprocess
-import sys
-from pathlib import Path
-
-from daemonkit import DaemonProcess, TestEnv
-
-README = Path(__file__).resolve().parents[2] / "README.md"
+from daemonkit import DaemonProcess, TestEnv, readme_python_blocks, run_python
 
 
 def test_readme_steering_example_runs(daemon: DaemonProcess, tenv: TestEnv) -> None:
-    section = README.read_text().split("## Steering and wrapping jobs", 1)[1]
-    match = re.search(r"```python\n(.*?)```", section, re.S)
-    assert match, "no python example in the README's steering section"
-    run = subprocess.run(
-        [sys.executable, "-c", match.group(1)],
-        env=tenv.env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    blocks = readme_python_blocks("Steering and wrapping jobs")
+    assert blocks, "no python example in the README's steering section"
+    run = run_python(tenv, blocks[0])
     assert run.returncode == 0, run.stderr
     assert run.stdout.splitlines() == ["['signal USR1']", "0", "none"]
