@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 
 @contextmanager
@@ -58,14 +59,41 @@ def request(
     path: str,
     body: bytes | None = None,
     headers: dict[str, str] | None = None,
+    timeout: float = 10.0,
 ) -> tuple[int, dict[str, str], bytes]:
-    conn = UnixHTTPConnection(sock)
+    conn = UnixHTTPConnection(sock, timeout)
     try:
         conn.request(method, path, body=body, headers=headers or {})
         resp = conn.getresponse()
         return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
     finally:
         conn.close()
+
+
+def walk(
+    sock: str | Path, name: str, offset: str = "-1", timeout: float = 10.0
+) -> tuple[list[Any], int, dict[str, str], bytes]:
+    """Read ``name`` from ``offset``, following Stream-Next-Offset, until the tail (up to
+    date) or an answer other than 200: the messages served, then the status, headers and body
+    of the answer that ended the walk (a quarantined channel ends in its error)."""
+    served: list[Any] = []
+    while True:
+        status, headers, body = request(
+            str(sock), "GET", f"/v1/stream/{name}?offset={offset}", timeout=timeout
+        )
+        if status != 200:
+            return served, status, headers, body
+        served += json.loads(body)
+        offset = headers["stream-next-offset"]
+        if headers.get("stream-up-to-date") == "true":
+            return served, status, headers, body
+
+
+def read_all(sock: str | Path, name: str, offset: str = "-1", timeout: float = 10.0) -> list[Any]:
+    """Every message of a healthy channel from ``offset`` to its tail."""
+    served, status, _, body = walk(sock, name, offset, timeout)
+    assert status == 200, body
+    return served
 
 
 class DaemonProc:

@@ -19,6 +19,7 @@ import aiohttp
 
 from chanctl.protocol import format_offset, parse_offset
 
+from . import daemonproc
 from .daemonproc import DaemonProc, request
 from .history import History, Op, check, check_rereads
 
@@ -36,15 +37,7 @@ def create(d: DaemonProc, name: str) -> None:
 
 def read_all(d: DaemonProc, name: str) -> list[str]:
     """Every message of a channel, following Stream-Next-Offset until up to date."""
-    out: list[str] = []
-    offset = "-1"
-    while True:
-        status, headers, body = request(str(d.sock), "GET", f"/v1/stream/{name}?offset={offset}")
-        assert status == 200, body
-        out += json.loads(body)
-        offset = headers["stream-next-offset"]
-        if headers.get("stream-up-to-date") == "true":
-            return out
+    return daemonproc.read_all(d.sock, name)
 
 
 def session(d: DaemonProc) -> aiohttp.ClientSession:

@@ -25,6 +25,8 @@ from typing import Any
 import psutil
 from daemonkit import DaemonProcess, StartDaemon, http_unix
 
+from . import daemonproc
+
 JSON = {"Content-Type": "application/json"}
 MiB = 1 << 20
 
@@ -168,14 +170,7 @@ def append_json(sock: Path, name: str, values: Iterable[Any], **headers: str) ->
 
 def read_all(sock: Path, name: str, offset: str = "-1") -> list[Any]:
     """Every message from ``offset`` to the tail, following Stream-Next-Offset."""
-    out: list[Any] = []
-    while True:
-        r = http_unix(sock, "GET", f"/v1/stream/{name}?offset={offset}", timeout=30)
-        assert r.status == 200, r
-        out += json.loads(r.body)
-        offset = r.headers["stream-next-offset"]
-        if r.headers.get("stream-up-to-date") == "true":
-            return out
+    return daemonproc.read_all(sock, name, offset, timeout=30)
 
 
 class SseParser:

@@ -27,7 +27,7 @@ from chanctl.daemon.store.local.meta import encode_dir_name
 
 from chanctl.protocol import format_offset
 
-from .daemonproc import DaemonProc, UnixHTTPConnection, request
+from .daemonproc import DaemonProc, UnixHTTPConnection, request, walk
 
 JSON = {"Content-Type": "application/json"}
 COUNT = 40
@@ -56,15 +56,9 @@ def flip_a_bit_mid_segment(seg: Path, name: str) -> int:
 
 def catch_up(d: DaemonProc, name: str) -> tuple[list[str], int, dict[str, str], bytes]:
     """Follow Stream-Next-Offset from -1 until a non-200: (served, status, headers, body)."""
-    served: list[str] = []
-    offset = "-1"
-    while True:
-        status, headers, body = request(str(d.sock), "GET", f"/v1/stream/{name}?offset={offset}")
-        if status != 200:
-            return served, status, headers, body
-        served += json.loads(body)
-        offset = headers["stream-next-offset"]
-        assert headers.get("stream-up-to-date") != "true", "the corruption went unnoticed"
+    served, status, headers, body = walk(d.sock, name)
+    assert status != 200, "the corruption went unnoticed"
+    return served, status, headers, body
 
 
 def assert_quarantine_error(status: int, headers: dict[str, str], body: bytes, seq: int) -> None:
@@ -197,12 +191,6 @@ def test_a_flipped_bit_in_a_sealed_segment_quarantines_only_that_channel(tmp_pat
 
 def catch_up_all(d: DaemonProc, name: str) -> tuple[list[str], int, dict[str, str], bytes]:
     """Like ``catch_up`` for a healthy channel: stops at the tail instead of failing there."""
-    served: list[str] = []
-    offset = "-1"
-    while True:
-        status, headers, body = request(str(d.sock), "GET", f"/v1/stream/{name}?offset={offset}")
-        assert status == 200, body
-        served += json.loads(body)
-        offset = headers["stream-next-offset"]
-        if headers.get("stream-up-to-date") == "true":
-            return served, status, headers, body
+    served, status, headers, body = walk(d.sock, name)
+    assert status == 200, body
+    return served, status, headers, body

@@ -33,7 +33,7 @@ from chanctl.daemon.store.local.meta import encode_dir_name
 
 from chanctl.protocol import format_offset
 
-from .daemonproc import DaemonProc, request
+from .daemonproc import DaemonProc, request, walk
 
 JSON = {"Content-Type": "application/json"}
 COUNT = 30
@@ -139,13 +139,8 @@ def test_flipped_byte_in_a_sealed_segment_is_corrupt_at_its_offset(
 
     d.start()  # the daemon quarantines the channel at the same offset
     try:
-        offset = "-1"
-        while True:
-            status, headers, _ = request(str(d.sock), "GET", f"/v1/stream/bad?offset={offset}")
-            if status != 200:
-                break
-            offset = headers["stream-next-offset"]
-            assert headers.get("stream-up-to-date") != "true", "the daemon missed the damage"
+        _, status, headers, _ = walk(d.sock, "bad")
+        assert status != 200, "the daemon missed the damage"
     finally:
         assert d.stop() == 0
     assert status == 500 and headers["chanctl-corrupt-offset"] == format_offset(seq)
@@ -214,16 +209,8 @@ def flip(victim: Path, needle: str, delta: int = 20) -> int:
 
 def read_all(d: DaemonProc, name: str) -> tuple[list[str], int, dict[str, str]]:
     """Every message served from the start, and the status/headers that ended the walk."""
-    got: list[str] = []
-    offset = "-1"
-    while True:
-        status, headers, body = request(str(d.sock), "GET", f"/v1/stream/{name}?offset={offset}")
-        if status != 200:
-            return got, status, headers
-        got += [m if isinstance(m, str) else m["data"] for m in json.loads(body)]
-        offset = headers["stream-next-offset"]
-        if headers.get("stream-up-to-date") == "true":
-            return got, status, headers
+    served, status, headers, _ = walk(d.sock, name)
+    return [m if isinstance(m, str) else m["data"] for m in served], status, headers
 
 
 def test_online_verdicts_match_offline_and_quarantine_at_once(tmp_path: Path, seed: Path) -> None:
