@@ -16,8 +16,8 @@ import os
 from ..base import ChannelCheck, ChannelMissing, Problem
 from .channel_log import ChannelLog
 from .disk import Disk
-from .layout import read_meta_blocking
-from .meta import META_FILE, decode_dir_name, is_channel_dir_name
+from .layout import channel_name_blocking, read_meta_blocking
+from .meta import META_FILE, is_channel_dir_name
 from .producers import DEFAULT_PRODUCER_CAP
 from .reader import _quarantine as quarantine  # one rule (and log line) for reads and fsck
 from .recovery import check_segment_blocking
@@ -38,12 +38,10 @@ def channel_dirs_blocking(disk: Disk, root: str) -> list[tuple[str, str]]:
         path = os.path.join(root, entry)
         if not is_channel_dir_name(entry) or not disk.is_dir(path):
             continue
-        name = decode_dir_name(entry)
-        if name is None:
-            try:
-                name = read_meta_blocking(disk, path).name
-            except (OSError, ValueError):
-                name = entry
+        try:
+            name = channel_name_blocking(disk, path)
+        except (OSError, ValueError):
+            name = entry
         out.append((name, path))
     out.sort()
     return out

@@ -50,15 +50,20 @@ def scan_root_blocking(disk: Disk, root: str) -> dict[str, str]:
             continue
         if not is_channel_dir_name(entry) or not disk.is_dir(path):
             continue
-        name = decode_dir_name(entry)
-        if name is None:
-            try:
-                name = read_meta_blocking(disk, path).name
-            except (OSError, ValueError) as exc:
-                log.error("skipping channel directory %s: %s", entry, exc)
-                continue
+        try:
+            name = channel_name_blocking(disk, path)
+        except (OSError, ValueError) as exc:
+            log.error("skipping channel directory %s: %s", entry, exc)
+            continue
         out[name] = entry
     return out
+
+
+def channel_name_blocking(disk: Disk, chan_dir: str) -> str:
+    """The channel a directory holds: decoded from the directory's name or, for a long name
+    stored hashed, read from its ``meta.json`` (OSError or ValueError if that fails)."""
+    name = decode_dir_name(os.path.basename(chan_dir))
+    return name if name is not None else read_meta_blocking(disk, chan_dir).name
 
 
 def read_meta_blocking(disk: Disk, chan_dir: str) -> ChannelMeta:
