@@ -20,13 +20,13 @@ from chanctl.daemon.config import FsyncPolicy, Settings
 from chanctl.daemon.store.base import (
     AppendBatch,
     ChannelConfig,
-    Message,
     ProducerStamp,
     ProducerState,
     Retention,
 )
 from chanctl.daemon.store.local import LocalStore
 from chanctl.daemon.store.local.disk import Disk, Failpoints
+from store.storekit import read_all
 
 from .crashfs import RecordingDisk
 from .history import History, check, lost_acked
@@ -244,7 +244,7 @@ async def _check_channel(
     first = st.first_seq
     if first and (run.retention_from is None or run.retention_from >= point):
         v.problems.append(f"{name}: first seq {first} but retention never ran")
-    got = await _read(store, name, first, 4096)
+    got = await read_all(store, name, first, 4096)
     ids: list[str] = []
     for i, m in enumerate(got):
         found = _ID.match(m.data)
@@ -256,7 +256,7 @@ async def _check_channel(
             v.problems.append(f"P6 {name}: seq {m.seq} bytes differ from what was sent ({mid})")
     v.messages += len(ids)
     for start in random.Random(point).sample(range(len(got)), min(3, len(got))):
-        again = await _read(store, name, first + start, 300)
+        again = await read_all(store, name, first + start, 300)
         if [m.data for m in again] != [m.data for m in got[start:]]:
             v.problems.append(f"P6 {name}: re-reading from seq {first + start} differs")
     history = _history_at(run, name, point, first)
@@ -291,7 +291,7 @@ async def _check_append(store: LocalStore, name: str, end: int, v: Verdict) -> N
     done = await store.submit(name, AppendBatch([b"<<after:0>>"]))
     if done.first_seq != end:
         v.problems.append(f"P7 {name}: append after recovery at {done.first_seq}, want {end}")
-    tail = await _read(store, name, done.first_seq, 4096)
+    tail = await read_all(store, name, done.first_seq, 4096)
     if [m.data for m in tail] != [b"<<after:0>>"]:
         v.problems.append(f"P7 {name}: the append after recovery reads back as {tail}")
 
@@ -335,14 +335,3 @@ def _history_at(run: Run, name: str, point: int, first: int) -> History:
         else:
             op.status = "info"
     return h
-
-
-async def _read(store: LocalStore, name: str, start: int, chunk: int) -> list[Message]:
-    out: list[Message] = []
-    seq = start
-    while True:
-        got = await store.read(name, seq, chunk)
-        out += got.messages
-        seq = got.next_seq
-        if got.up_to_date:
-            return out
