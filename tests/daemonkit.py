@@ -194,6 +194,18 @@ def cli(
     )
 
 
+# The browser tests (web view, browser example) drive Debian's chromium through Playwright.
+CHROMIUM = "/usr/bin/chromium"
+LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+
+def free_port() -> int:
+    """A loopback TCP port nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 

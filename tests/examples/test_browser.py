@@ -5,20 +5,17 @@ reload, resumes from the offset it stored: nothing shown twice, nothing missed."
 from __future__ import annotations
 
 import os
-import socket
 import sys
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from daemonkit import http_tcp, wait_for
+from daemonkit import CHROMIUM, LAUNCH_ARGS, free_port, http_tcp, wait_for
 from examplekit import EXAMPLES, Procs
 
 import chanctl
 from chanctl.protocol import format_offset
 
-CHROMIUM = "/usr/bin/chromium"
-LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 ROWS = "() => [...document.querySelectorAll('#log .msg')].map((r) => r.textContent)"
 
 
@@ -37,14 +34,8 @@ def page() -> Iterator[Any]:
         assert not errors, f"script errors in the page: {errors}"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _serve(procs: Procs, env: dict[str, str]) -> int:
-    port = _free_port()
+    port = free_port()
     procs.spawn(env, [sys.executable, str(EXAMPLES / "browser" / "serve.py"), str(port)])
 
     def up() -> bool:

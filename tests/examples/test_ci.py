@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
 import tempfile
@@ -15,15 +14,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from daemonkit import DaemonProcess, StartDaemon, TestEnv, cli
+from daemonkit import DaemonProcess, StartDaemon, TestEnv, cli, free_port
 from examplekit import EXAMPLES
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 STEP = EXAMPLES / "ci" / "chanctl-step.sh"
 # Waits (on a FIFO, no polling) until the test has seen the first line on the laptop.

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from daemonkit import StartDaemon, TestEnv
-from webkit import CHROMIUM, LAUNCH_ARGS, WebDaemon, free_port
+from daemonkit import CHROMIUM, LAUNCH_ARGS, StartDaemon, TestEnv, free_port
+from webkit import WebDaemon
 
 
 @pytest.fixture

@@ -13,8 +13,8 @@ import json
 import re
 
 import pytest
-from daemonkit import StartDaemon, TestEnv, cli, http_tcp, http_unix, wait_for
-from webkit import WebDaemon, free_port
+from daemonkit import StartDaemon, TestEnv, cli, free_port, http_tcp, http_unix, wait_for
+from webkit import WebDaemon
 
 APP_MARKERS = (b"app.js", b"channel-view", b"<table")
 

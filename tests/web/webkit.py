@@ -7,20 +7,15 @@ by the message seq each row carries. That is the DOM a person would see, row by 
 
 from __future__ import annotations
 
-import socket
 from dataclasses import dataclass
 from typing import Any
 
-from daemonkit import DaemonProcess, StartDaemon, TestEnv, http_tcp
-
-LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-CHROMIUM = "/usr/bin/chromium"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from daemonkit import (
+    DaemonProcess,
+    StartDaemon,
+    TestEnv,
+    http_tcp,
+)
 
 
 @dataclass
