@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 if TYPE_CHECKING:
+    from .daemon.config import Settings
     from .daemon.options import DaemonOptions
 
 daemon_app = typer.Typer(
@@ -142,6 +143,23 @@ def daemon_options(flags: dict[str, Any]) -> DaemonOptions:
     return DaemonOptions(**given, limits=tuple(flags.get("limit") or ()))
 
 
+def pinned_argv(opts: DaemonOptions, settings: Settings) -> list[str]:
+    """The daemon's flags with its socket and data directory absolute and its store named: a
+    detached daemon or a service runs from / and must not depend on our cwd or environment."""
+    import os
+
+    from .daemon.options import to_argv
+
+    return to_argv(
+        dataclasses.replace(
+            opts,
+            socket=str(settings.socket_path),
+            data_dir=str(settings.data_dir),
+            store=opts.store or os.environ.get("CHANCTL_STORE"),
+        )
+    )
+
+
 @daemon_app.command("start")
 def daemon_start(
     foreground: ForegroundOpt = False,
@@ -168,10 +186,9 @@ def daemon_start(
 ) -> None:
     """Start the daemon in the background (or with --foreground)."""
     opts = daemon_options(locals())  # first: locals() is exactly the command's parameters
-    import os
 
     from . import daemonctl, paths
-    from .daemon.options import build_settings, to_argv
+    from .daemon.options import build_settings
 
     settings = build_settings(opts)  # validates every flag before anything is spawned
     assert settings.socket_path is not None
@@ -179,14 +196,8 @@ def daemon_start(
         from .daemon.server import run
 
         raise typer.Exit(run(settings))
-    # Absolute paths: the daemon runs from / and must not depend on our cwd or environment.
-    spawn = dataclasses.replace(
-        opts,
-        socket=str(settings.socket_path),
-        data_dir=str(settings.data_dir),
-        store=store or os.environ.get("CHANCTL_STORE"),
-    )
-    st = daemonctl.start_detached(to_argv(spawn), settings.socket_path, paths.log_file(), wait)
+    argv = pinned_argv(opts, settings)
+    st = daemonctl.start_detached(argv, settings.socket_path, paths.log_file(), wait)
     _say(f"chanctl: started daemon (pid {st.pid}, socket {st.socket})", quiet)
 
 

@@ -7,7 +7,6 @@ so the CLI's start-up cost does not grow).
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -39,6 +38,7 @@ from .daemon_cli import (
     _socket,
     daemon_app,
     daemon_options,
+    pinned_argv,
 )
 from .errors import UsageError
 
@@ -75,20 +75,14 @@ def daemon_install(
     """Run the daemon as a systemd user service (launchd agent on macOS), socket-activated."""
     opts = daemon_options(locals())  # first: locals() is exactly the command's parameters
     from . import install, paths, units
-    from .daemon.options import build_settings, to_argv
+    from .daemon.options import build_settings
 
     settings = build_settings(opts)  # every flag validated before anything is written
     assert settings.socket_path is not None
-    fixed = dataclasses.replace(  # absolute, and independent of the service's environment
-        opts,
-        socket=str(settings.socket_path),
-        data_dir=str(settings.data_dir),
-        store=store or os.environ.get("CHANCTL_STORE"),
-    )
     config_home = os.environ.get("XDG_CONFIG_HOME", "")
     spec = units.ServiceSpec(
         python=sys.executable,
-        daemon_flags=tuple(to_argv(fixed)),
+        daemon_flags=tuple(pinned_argv(opts, settings)),
         socket=settings.socket_path,
         data_dir=settings.data_dir,
         env=(("XDG_CONFIG_HOME", config_home),) if os.path.isabs(config_home) else (),
