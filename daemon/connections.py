@@ -42,6 +42,7 @@ from aiohttp import StreamReader, web
 from aiohttp.typedefs import Handler, Middleware
 from aiohttp.web_protocol import _ErrInfo
 
+from .config import Limits
 from .errors import RequestTimeout
 from .security import Admit, error_response
 
@@ -53,19 +54,12 @@ ProtocolFactory = Callable[[], asyncio.Protocol]
 class HeadDeadline(asyncio.Protocol):
     """Forwards everything to aiohttp's handler; closes the transport if a head is too slow."""
 
-    def __init__(
-        self,
-        inner: asyncio.Protocol,
-        timeout: float,
-        tracker: Lifecycle,
-        write_deadline: float | None = None,
-        body_timeout: float | None = None,
-    ) -> None:
+    def __init__(self, inner: asyncio.Protocol, tracker: Lifecycle, limits: Limits) -> None:
         self._inner = inner
-        self._timeout = timeout
         self._tracker = tracker
-        self._write_deadline = write_deadline
-        self._body_timeout = body_timeout
+        self._timeout = limits.header_read_timeout_s
+        self._write_deadline = limits.write_deadline_s
+        self._body_timeout = limits.body_read_timeout_s
         self._transport: asyncio.BaseTransport | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._write_timer: asyncio.TimerHandle | None = None
@@ -102,7 +96,7 @@ class HeadDeadline(asyncio.Protocol):
             callback()
 
     def pause_writing(self) -> None:
-        if self._write_deadline is not None and self._write_timer is None:
+        if self._write_timer is None:
             loop = asyncio.get_running_loop()
             self._write_timer = loop.call_later(self._write_deadline, self._write_overdue)
         self._inner.pause_writing()
@@ -130,7 +124,7 @@ class HeadDeadline(asyncio.Protocol):
         self._check_body()
         # Usually the whole body came with the head (no timer at all); only larger or slower
         # bodies arm one.
-        if body is not None and not body.is_eof() and self._body_timeout is not None:
+        if body is not None and not body.is_eof():
             loop = asyncio.get_running_loop()
             self._body_timer = loop.call_later(self._body_timeout, self._body_overdue, body)
 
@@ -228,23 +222,15 @@ class GuardedSite(web.BaseSite):
     server set the umask for ``bind`` and check the path beforehand.
     """
 
-    __slots__ = ("_sock", "_name", "_tracker", "_timeout", "_write_deadline", "_body_timeout")
+    __slots__ = ("_sock", "_name", "_tracker", "_limits")
 
     def __init__(
-        self,
-        runner: web.BaseRunner,
-        sock: socket.socket,
-        tracker: Lifecycle,
-        timeout: float,
-        write_deadline: float | None = None,
-        body_timeout: float | None = None,
+        self, runner: web.BaseRunner, sock: socket.socket, tracker: Lifecycle, limits: Limits
     ) -> None:
         super().__init__(runner)
         self._sock = sock
         self._tracker = tracker
-        self._timeout = timeout
-        self._write_deadline = write_deadline
-        self._body_timeout = body_timeout
+        self._limits = limits  # the deadlines every connection's HeadDeadline enforces
         if sock.family == socket.AF_UNIX:
             self._name = f"unix:{sock.getsockname()}"
         else:
@@ -259,11 +245,10 @@ class GuardedSite(web.BaseSite):
         await super().start()
         server = self._runner.server
         assert server is not None, "runner.setup() must run first"
-        tracker, timeout, write_deadline = self._tracker, self._timeout, self._write_deadline
-        body_timeout = self._body_timeout
+        tracker, limits = self._tracker, self._limits
 
         def factory() -> asyncio.Protocol:
-            return HeadDeadline(server(), timeout, tracker, write_deadline, body_timeout)
+            return HeadDeadline(server(), tracker, limits)
 
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(factory, sock=self._sock, backlog=self._backlog)

@@ -252,10 +252,7 @@ async def _serve(settings: Settings, claim: Claim) -> int:
         await web_tcp.reopen()  # the web view's listener, if an earlier daemon had opened it
         for sock in listeners:
             if sock is not None:
-                timeout = settings.limits.header_read_timeout_s
-                deadline = settings.limits.write_deadline_s
-                body_timeout = settings.limits.body_read_timeout_s
-                site = GuardedSite(runner, sock, lifecycle, timeout, deadline, body_timeout)
+                site = GuardedSite(runner, sock, lifecycle, settings.limits)
                 await site.start()
         _announce_ready(settings, claim, store.fsync_policy)
         signum = await stop

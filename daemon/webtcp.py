@@ -154,16 +154,7 @@ class OnDemandTcp:
         token = load_or_create_token(self._settings.token_file or paths.token_file())
         # The token is required before the first connection can be accepted.
         self._policy.require_token(token)
-        timeout = self._settings.limits.header_read_timeout_s
-        limits = self._settings.limits
-        site = GuardedSite(
-            self._runner,
-            sock,
-            self._lifecycle,
-            timeout,
-            limits.write_deadline_s,
-            limits.body_read_timeout_s,
-        )
+        site = GuardedSite(self._runner, sock, self._lifecycle, self._settings.limits)
         try:
             await site.start()
         except BaseException:
